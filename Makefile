@@ -1,0 +1,46 @@
+# Async Batch Workbook. Every target creates .venv and installs requirements.txt the
+# first time it is needed; later runs reuse it (reinstalling only if requirements change).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+BUILD  := build
+PORT   ?= 8888
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k mock -x"`.
+PYTEST_ARGS ?=
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 300
+
+.PHONY: help lab test run execute clean
+
+help:
+	@echo "make lab      open the workbook in JupyterLab (mock model, no API key needed)"
+	@echo "make test     unit tests + strict nbval over every notebook"
+	@echo "make run      execute every notebook headless, write HTML to $(BUILD)/html"
+	@echo "make execute  re-execute every notebook in place (refreshes stored outputs)"
+	@echo "make clean    remove build output (keeps .venv)"
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed; set PYTHON=python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) --notebook-dir=notebooks
+
+test: $(STAMP)
+	WORKBOOK_BACKEND=mock $(PY) -m pytest $(NBVAL) $(PYTEST_ARGS)
+
+run: $(STAMP)
+	mkdir -p $(BUILD)/html
+	WORKBOOK_BACKEND=mock $(VENV)/bin/jupyter nbconvert --to html --execute --output-dir $(BUILD)/html \
+		--ExecutePreprocessor.timeout=300 $(NOTEBOOKS)
+
+execute: $(STAMP)
+	WORKBOOK_BACKEND=mock $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=300 $(NOTEBOOKS)
+
+clean:
+	rm -rf $(BUILD) student

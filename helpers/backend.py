@@ -1,0 +1,144 @@
+"""Choose the model the notebooks talk to: the local mock (default), OpenAI, or any
+OpenAI-compatible server.
+
+Every notebook gets its model from `get_llm()`, so one setting moves all of them.
+The setting is read from environment variables first, then from the `.env` file at
+the root of the workbook:
+
+| variable           | meaning                                                  | default       |
+| ------------------ | -------------------------------------------------------- | ------------- |
+| `WORKBOOK_BACKEND` | `mock` or `openai`                                       | `mock`        |
+| `WORKBOOK_MODEL`   | model name sent with each request                        | `gpt-4o-mini` |
+| `OPENAI_API_KEY`   | your key; read only when the backend is `openai`         | (none)        |
+| `OPENAI_BASE_URL`  | another OpenAI-compatible server (vLLM, Ollama, ...)     | OpenAI's API  |
+
+Safety rules:
+- The mock stays the default even when a key is present: a learner never spends
+  money by accident. Only `WORKBOOK_BACKEND=openai` selects a real API.
+- The key is held as a `SecretStr`, so it never appears in a repr, a printed line
+  or an error message.
+
+Structure: `BackendConfig` (what was chosen) <- `load_config()` (reads env + .env),
+then `get_llm()` builds a `ChatOpenAI` from it, and the chain builders wrap that
+model in the seed's `prompt | llm | StrOutputParser()` shape.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from helpers.mock_control import get_mock
+
+WORKBOOK_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = "gpt-4o-mini"
+BACKENDS = ("mock", "openai")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Which backend and model the notebooks use. The key is a SecretStr: its repr is masked."""
+
+    backend: str
+    model: str
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+
+    def describe(self) -> str:
+        """One line for learners: which backend and model, and whether it costs money."""
+        if self.backend == "mock":
+            return f"Backend: mock · model {self.model} · local server, no API key, no cost"
+        where = self.base_url or "OpenAI's API"
+        return f"Backend: openai · model {self.model} · {where} · real requests"
+
+
+def load_config(
+    environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None
+) -> BackendConfig:
+    """Read the backend settings from `environ` (default: os.environ), falling back to `.env`."""
+    environ = os.environ if environ is None else environ
+    dotenv_path = WORKBOOK_ROOT / ".env" if dotenv_path is None else dotenv_path
+    file_values = dotenv_values(dotenv_path) if dotenv_path.is_file() else {}
+
+    def setting(name: str) -> str | None:
+        value = environ.get(name, file_values.get(name))
+        return value.strip() if value and value.strip() else None
+
+    backend = (setting("WORKBOOK_BACKEND") or "mock").lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"WORKBOOK_BACKEND must be one of {BACKENDS}, not {backend!r}")
+    model = setting("WORKBOOK_MODEL") or DEFAULT_MODEL
+    if backend == "mock":
+        return BackendConfig(backend="mock", model=model)
+
+    key, base_url = setting("OPENAI_API_KEY"), setting("OPENAI_BASE_URL")
+    if key is None and base_url is None:
+        raise ValueError(
+            "WORKBOOK_BACKEND=openai needs OPENAI_API_KEY in .env "
+            "(or OPENAI_BASE_URL for a local OpenAI-compatible server)"
+        )
+    # Local OpenAI-compatible servers usually accept any key.
+    return BackendConfig("openai", model, SecretStr(key or "not-needed"), base_url)
+
+
+_announced: set[tuple[str, str]] = set()
+
+
+def get_llm(
+    model: str | None = None, *, backend: str | None = None, **kwargs: Any
+) -> ChatOpenAI:
+    """Return a configured `ChatOpenAI` for the chosen backend (the mock unless `.env` says otherwise).
+
+    `backend="mock"` forces the mock, e.g. for fault-injection demos. Extra keyword
+    arguments (`max_retries`, `timeout`, `rate_limiter`, ...) go to `ChatOpenAI`.
+    """
+    config = load_config()
+    if backend is not None and backend != config.backend:
+        if backend != "mock":
+            raise ValueError("only backend='mock' can be forced; choose a real API in .env")
+        config = BackendConfig("mock", config.model)
+    if model is not None:
+        config = BackendConfig(config.backend, model, config.api_key, config.base_url)
+
+    kwargs.setdefault("temperature", 0)
+    if config.backend == "mock":
+        llm = ChatOpenAI(
+            model=config.model,
+            base_url=get_mock().base_url,
+            api_key=SecretStr("mock-key"),
+            stream_usage=True,  # a custom base_url turns streamed usage off by default
+            **kwargs,
+        )
+    else:
+        llm = ChatOpenAI(
+            model=config.model, api_key=config.api_key, base_url=config.base_url, **kwargs
+        )
+    if (config.backend, config.model) not in _announced:
+        _announced.add((config.backend, config.model))
+        print(config.describe())
+    return llm
+
+
+def make_chain(template: str, llm: ChatOpenAI | None = None) -> Runnable:
+    """Build the seed's chain shape: `prompt | llm | StrOutputParser()`."""
+    return ChatPromptTemplate.from_template(template) | (llm or get_llm()) | StrOutputParser()
+
+
+def translation_chain(llm: ChatOpenAI | None = None) -> Runnable:
+    """The seed's section-1 chain. The prompt means "Translate into English: {text}"."""
+    return make_chain("翻译成英文：{text}", llm)
+
+
+def addition_chain(llm: ChatOpenAI | None = None) -> Runnable:
+    """The seed's section-5 chain. The prompt means "Calculate {a} + {b}"."""
+    return make_chain("计算 {a} + {b}", llm)

@@ -1,0 +1,155 @@
+"""Start the mock OpenAI server (helpers/mock_server.py) in its own process and control it.
+
+    from helpers.mock_control import get_mock
+    mock = get_mock()                  # started once per Python process, stopped at exit
+    mock.base_url                      # "http://127.0.0.1:PORT/v1", for ChatOpenAI(base_url=...)
+    mock.configure(rpm_limit=500)      # change settings of the running server
+    mock.stats()["rate_limited"]       # counters since the last reset
+    mock.reset()                       # forget attempts, refill rate limits, zero the stats
+
+Why its own process: the notebook's event loop then measures only the client, as it would
+against OpenAI, and the server's CPU does not slow the client down.
+
+The server is started with ``--exit-with-parent``: its stdin is a pipe from this process, and
+when this process exits, even when it is killed, the pipe closes and the server exits too.
+
+Settings, later ones win: MockSettings defaults, MOCK_* lines in the repo's .env file, MOCK_*
+environment variables, then the keyword arguments of ``start_mock``. Control calls use plain
+urllib, so they work from sync code and from inside a running event loop alike.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from helpers.mock_server import MockSettings
+
+REPO = Path(__file__).resolve().parent.parent
+READY_LINE = "Mock OpenAI server: "
+START_TIMEOUT = 30.0  # seconds to wait for the ready line
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 never goes via a proxy
+
+
+@dataclass
+class MockHandle:
+    """A running mock server: its address, and calls to change and inspect it."""
+
+    process: subprocess.Popen
+    base_url: str  # "http://127.0.0.1:PORT/v1"
+    log_path: Path  # the server's stderr
+
+    def __repr__(self) -> str:
+        return f"MockHandle(base_url={self.base_url!r}, running={self.running()})"
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def configure(self, **changes: Any) -> MockSettings:
+        """Change some settings (e.g. ttft=0.1, rpm_limit=500); returns all settings now in force."""
+        unknown = sorted(set(changes) - set(MockSettings.names()))
+        if unknown:
+            raise ValueError(f"unknown mock setting(s) {unknown}; valid names: {', '.join(MockSettings.names())}")
+        return MockSettings(**self._call("POST", "/mock/settings", changes))
+
+    def settings(self) -> MockSettings:
+        """The settings in force."""
+        return MockSettings(**self._call("GET", "/mock/settings"))
+
+    def reset(self) -> None:
+        """Forget attempt counts, refill the rate-limit buckets and zero the stats."""
+        self._call("POST", "/mock/reset", {})
+
+    def stats(self) -> dict[str, int]:
+        """Counters since the last reset: requests, ok, rate_limited, errors_injected, peak_in_flight, ..."""
+        return self._call("GET", "/mock/stats")
+
+    def stop(self) -> None:
+        """Stop the server (closing its stdin makes it exit); safe to call twice."""
+        atexit.unregister(self.stop)
+        if self.running():
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+        self.log_path.unlink(missing_ok=True)
+
+    def _call(self, method: str, path: str, data: dict | None = None) -> Any:
+        """One control request; a 400 answer (a bad setting) raises ValueError with the server's message."""
+        body = json.dumps(data).encode() if data is not None else None
+        url = self.base_url.removesuffix("/v1") + path
+        request = urllib.request.Request(url, data=body, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with _NO_PROXY.open(request, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            if error.code == 400:
+                raise ValueError(json.loads(error.read())["error"]["message"]) from None
+            raise
+
+
+def settings_from_env() -> MockSettings:
+    """MockSettings from MOCK_* in the repo's .env file, overridden by MOCK_* environment variables."""
+    values = {k: v for k, v in dotenv_values(REPO / ".env").items() if k.startswith("MOCK_") and v is not None}
+    values.update({k: v for k, v in os.environ.items() if k.startswith("MOCK_")})
+    return MockSettings.from_env(values)
+
+
+def start_mock(**overrides: Any) -> MockHandle:
+    """Start a mock server on a free port of 127.0.0.1 and wait until it answers."""
+    settings = settings_from_env().updated(**overrides)  # bad names or values raise ValueError here
+    flags = [arg for name, value in asdict(settings).items() for arg in (f"--{name.replace('_', '-')}", str(value))]
+    log = tempfile.NamedTemporaryFile(prefix="mock_server_", suffix=".log", delete=False)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "helpers.mock_server", "--port", "0", "--exit-with-parent", *flags],
+        cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+    log.close()
+    line = _read_line(process.stdout, START_TIMEOUT)
+    if not line.startswith(READY_LINE):
+        process.kill()
+        process.wait()
+        stderr = Path(log.name).read_text(errors="replace")
+        raise RuntimeError(f"the mock server did not start within {START_TIMEOUT:.0f} s "
+                           f"(exit code {process.returncode}); its stderr:\n{stderr}")
+    handle = MockHandle(process, line.removeprefix(READY_LINE).strip(), Path(log.name))
+    atexit.register(handle.stop)
+    return handle
+
+
+_mock: MockHandle | None = None
+_mock_lock = threading.Lock()
+
+
+def get_mock() -> MockHandle:
+    """The process-wide mock server, started on first use (and again if it has died)."""
+    global _mock
+    with _mock_lock:
+        if _mock is None or not _mock.running():
+            _mock = start_mock()
+        return _mock
+
+
+def _read_line(stream: Any, timeout: float) -> str:
+    """The first line of `stream`, or "" if none comes within `timeout` seconds (or it closes)."""
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return lines[0].decode() if lines else ""

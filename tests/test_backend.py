@@ -1,0 +1,90 @@
+"""The backend switch: the mock by default, a real API only when asked, and the key never shown."""
+
+import pytest
+
+from helpers import backend
+from helpers.backend import BackendConfig, get_llm, load_config
+
+FAKE_KEY = "sk-proj-Zq8vT3xLmN4pR7sW2yB6dF9hJ1kC5gA0eU"  # looks real, is not
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """No WORKBOOK_*/OPENAI_* variables, and an empty folder as the workbook root (no .env)."""
+    for name in ("WORKBOOK_BACKEND", "WORKBOOK_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(backend, "WORKBOOK_ROOT", tmp_path)
+    monkeypatch.setattr(backend, "_announced", set())
+    return tmp_path
+
+
+def test_no_env_file_means_mock(clean_env):
+    assert load_config() == BackendConfig("mock", "gpt-4o-mini")
+
+
+def test_a_key_alone_does_not_select_the_real_api(clean_env, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    (clean_env / ".env").write_text(f"OPENAI_API_KEY={FAKE_KEY}\n")
+    assert load_config().backend == "mock"
+
+
+def test_env_file_selects_openai(clean_env):
+    (clean_env / ".env").write_text(f"WORKBOOK_BACKEND=openai\nOPENAI_API_KEY={FAKE_KEY}\nWORKBOOK_MODEL=gpt-4.1-mini\n")
+    config = load_config()
+    assert (config.backend, config.model, config.base_url) == ("openai", "gpt-4.1-mini", None)
+    assert config.api_key.get_secret_value() == FAKE_KEY
+
+
+def test_environment_overrides_env_file(clean_env, monkeypatch):
+    (clean_env / ".env").write_text(f"WORKBOOK_BACKEND=openai\nOPENAI_API_KEY={FAKE_KEY}\n")
+    monkeypatch.setenv("WORKBOOK_BACKEND", "mock")
+    assert load_config().backend == "mock"
+
+
+def test_compatible_server_needs_no_key(clean_env):
+    (clean_env / ".env").write_text("WORKBOOK_BACKEND=openai\nOPENAI_BASE_URL=http://localhost:11434/v1\n")
+    config = load_config()
+    assert (config.backend, config.base_url) == ("openai", "http://localhost:11434/v1")
+
+
+@pytest.mark.parametrize(
+    "env_text, message",
+    [
+        ("WORKBOOK_BACKEND=openai\n", "OPENAI_API_KEY"),
+        ("WORKBOOK_BACKEND=anthropic\n", "WORKBOOK_BACKEND must be one of"),
+    ],
+)
+def test_bad_settings_name_the_problem(clean_env, env_text, message):
+    (clean_env / ".env").write_text(env_text)
+    with pytest.raises(ValueError, match=message):
+        load_config()
+
+
+def test_get_llm_for_openai_prints_one_line_without_the_key(clean_env, capsys):
+    (clean_env / ".env").write_text(f"WORKBOOK_BACKEND=openai\nOPENAI_API_KEY={FAKE_KEY}\n")
+    llm = get_llm()
+    get_llm()  # announced once only
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["Backend: openai · model gpt-4o-mini · OpenAI's API · real requests"]
+    for shown in (out, repr(llm), str(llm), repr(load_config()), str(llm.model_dump())):
+        assert FAKE_KEY not in shown
+        assert FAKE_KEY[:12] not in shown
+
+
+def test_forcing_the_mock_never_uses_the_key(clean_env, capsys):
+    (clean_env / ".env").write_text(f"WORKBOOK_BACKEND=openai\nOPENAI_API_KEY={FAKE_KEY}\n")
+    llm = get_llm(backend="mock")
+    assert llm.openai_api_base.startswith("http://127.0.0.1:")
+    assert llm.openai_api_key.get_secret_value() != FAKE_KEY
+    assert "Backend: mock" in capsys.readouterr().out
+
+
+def test_a_real_backend_cannot_be_forced_from_code(clean_env):
+    with pytest.raises(ValueError, match="only backend='mock'"):
+        get_llm(backend="openai")
+
+
+def test_default_llm_talks_to_the_mock(clean_env, capsys):
+    chain = backend.translation_chain()
+    assert chain.invoke({"text": "测试3"}) == "Test3"
+    assert capsys.readouterr().out.startswith("Backend: mock · model gpt-4o-mini")
