@@ -135,9 +135,9 @@ def test_openai_sdk_answer_and_usage(client):
 
 def test_async_openai_sdk(mock):
     async def main():
-        client = openai.AsyncOpenAI(base_url=mock.base_url, api_key="mock", max_retries=0)
-        response = await client.chat.completions.create(model=MODEL, messages=user("What is 3 + 4?"))
-        return response.choices[0].message.content
+        async with openai.AsyncOpenAI(base_url=mock.base_url, api_key="mock", max_retries=0) as client:  # closed on the loop, never by the GC
+            response = await client.chat.completions.create(model=MODEL, messages=user("What is 3 + 4?"))
+            return response.choices[0].message.content
 
     assert run(main()) == "3 + 4 = 7"
 
@@ -244,8 +244,8 @@ def test_tail_requests_are_the_rolled_ones(mock):
         return time.perf_counter() - start
 
     async def main():
-        client = openai.AsyncOpenAI(base_url=mock.base_url, api_key="mock", max_retries=0)
-        return await asyncio.gather(*(timed(client, p) for p in prompts))
+        async with openai.AsyncOpenAI(base_url=mock.base_url, api_key="mock", max_retries=0) as client:  # closed on the loop, never by the GC
+            return await asyncio.gather(*(timed(client, p) for p in prompts))
 
     seconds = run(main())
     assert [s > 0.35 for s in seconds] == slow and 0 < sum(slow) < len(slow)
@@ -284,9 +284,9 @@ def test_sdk_retries_get_through_the_rate_limit(mock):
     # The SDK waits exactly retry-after-ms, so the rejected requests retry together and only about one
     # gets in per round: hence many retries for a few extra requests.
     async def main():
-        client = openai.AsyncOpenAI(base_url=mock.base_url, api_key="mock", max_retries=20)
-        return await asyncio.gather(*(client.chat.completions.create(model=MODEL, messages=user(f"计算 {i} + 1"))
-                                      for i in range(15)))
+        async with openai.AsyncOpenAI(base_url=mock.base_url, api_key="mock", max_retries=20) as client:  # closed on the loop, never by the GC
+            return await asyncio.gather(*(client.chat.completions.create(model=MODEL, messages=user(f"计算 {i} + 1"))
+                                          for i in range(15)))
 
     responses = run(main())
     assert [r.choices[0].message.content for r in responses] == [f"{i} + 1 = {i + 1}" for i in range(15)]
@@ -365,9 +365,9 @@ def test_200_concurrent_requests(mock):
     mock.configure(speed=1.0, ttft=1.0, tokens_per_second=10_000.0)
 
     async def main():
-        client = openai.AsyncOpenAI(base_url=mock.base_url, api_key="mock", max_retries=0)
-        return await asyncio.gather(*(client.chat.completions.create(model=MODEL, messages=user(f"翻译：测试{i}"))
-                                      for i in range(200)))
+        async with openai.AsyncOpenAI(base_url=mock.base_url, api_key="mock", max_retries=0) as client:  # closed on the loop, never by the GC
+            return await asyncio.gather(*(client.chat.completions.create(model=MODEL, messages=user(f"翻译：测试{i}"))
+                                          for i in range(200)))
 
     responses = run(main())
     assert [r.choices[0].message.content for r in responses] == [f"Test{i}" for i in range(200)]
