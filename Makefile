@@ -11,13 +11,14 @@ PORT   ?= 8888
 PYTEST_ARGS ?=
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 300
 
-.PHONY: help lab test run execute clean
+.PHONY: help lab test run execute student clean
 
 help:
 	@echo "make lab      open the workbook in JupyterLab (mock model, no API key needed)"
 	@echo "make test     unit tests + strict nbval over every notebook"
 	@echo "make run      execute every notebook headless, write HTML to $(BUILD)/html"
 	@echo "make execute  re-execute every notebook in place (refreshes stored outputs)"
+	@echo "make student  write learner copies (solutions removed) to student/"
 	@echo "make clean    remove build output (keeps .venv)"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -41,6 +42,9 @@ run: $(STAMP)
 execute: $(STAMP)
 	WORKBOOK_BACKEND=mock $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=300 $(NOTEBOOKS)
+
+student: $(STAMP)
+	$(PY) -m helpers.student learner --out student $(NOTEBOOKS)
 
 clean:
 	rm -rf $(BUILD) student

@@ -34,6 +34,17 @@ def _passed(message: str) -> None:
     print(f"✓ Passed: {message}")
 
 
+NOT_DONE = "Not solved yet: replace `raise NotImplementedError()` with your code, run that cell, then this one."
+
+
+async def _call_learner(function: Callable[..., Any], *args: Any) -> Any:
+    """Await the learner's function; an unsolved exercise becomes a clear ExerciseFailed."""
+    try:
+        return await function(*args)
+    except NotImplementedError:
+        raise ExerciseFailed(NOT_DONE) from None
+
+
 def peak_overlap(intervals: list[tuple[float, float]]) -> int:
     """Most intervals open at the same moment (requests in flight at the peak)."""
     events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
@@ -57,6 +68,8 @@ async def check_concurrency_choice(
     chain: Runnable, max_concurrency: Any, *, n: int, budget_s: float
 ) -> None:
     """Exercise 01-1: does `max_concurrency` finish `n` calls of `chain` within `budget_s`?"""
+    if max_concurrency is None:
+        _fail("Set my_concurrency to your choice first. " + NOT_DONE)
     if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
         _fail(f"max_concurrency must be a whole number, got {max_concurrency!r} (try math.ceil)")
     if max_concurrency < 1:
@@ -99,7 +112,7 @@ async def check_ordered_progress(translate: Callable[..., Any], *, n: int = 40) 
         reply_for(llm.model_name, [{"role": "user", "content": template.format(text=i)}])
         for i in range(n)
     ]
-    results = await translate(chain, inputs)
+    results = await _call_learner(translate, chain, inputs)
 
     if results is None:
         _fail("Your function returned None: return the list of outputs.")
