@@ -6,6 +6,8 @@
     mock.configure(rpm_limit=500)      # change settings of the running server
     mock.stats()["rate_limited"]       # counters since the last reset
     mock.reset()                       # forget attempts, refill rate limits, zero the stats
+    async with record_stats(mock) as timeline:   # sample the counters over time (rates, 429s/s)
+        ...
 
 Why its own process: the notebook's event loop then measures only the client, as it would
 against OpenAI, and the server's CPU does not slow the client down.
@@ -20,6 +22,7 @@ urllib, so they work from sync code and from inside a running event loop alike.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import json
 import os
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -153,3 +157,64 @@ def _read_line(stream: Any, timeout: float) -> str:
     reader.start()
     reader.join(timeout)
     return lines[0].decode() if lines else ""
+
+
+
+@dataclass
+class StatsTimeline:
+    """The mock's counters sampled over time: at `times[i]` seconds after the start, `samples[i]` = stats()."""
+
+    times: list[float]
+    samples: list[dict[str, int]]
+
+    def counts(self, counter: str) -> list[int]:
+        """One counter's value at each sample time, e.g. "requests" or "rate_limited"."""
+        return [sample[counter] for sample in self.samples]
+
+    def rates(self, counter: str) -> tuple[list[float], list[float]]:
+        """(midpoint times, per-second rate) of one counter between consecutive samples, e.g. "requests"."""
+        points = list(zip(self.times, self.samples))
+        mids, rates = [], []
+        for (t0, s0), (t1, s1) in zip(points, points[1:]):
+            if t1 > t0:
+                mids.append((t0 + t1) / 2)
+                rates.append((s1[counter] - s0[counter]) / (t1 - t0))
+        return mids, rates
+
+
+class record_stats:
+    """Sample `handle.stats()` every `every` seconds while the block runs: the server's own view.
+
+        async with record_stats(mock) as timeline:
+            await chain.abatch(...)
+        timeline.rates("requests")   # requests that reached the server per second, over time
+
+    A thread of its own takes the samples, so they stay on time however busy the event loop is.
+    Counters are cumulative; call `mock.reset()` before the block so they start at 0.
+    """
+
+    def __init__(self, handle: MockHandle, every: float = 0.1) -> None:
+        self.handle, self.every = handle, every
+        self.timeline = StatsTimeline([], [])
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        stats = self.handle.stats()
+        self.timeline.times.append(time.perf_counter() - self._start)
+        self.timeline.samples.append(stats)
+
+    def _sample_until_stopped(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    async def __aenter__(self) -> StatsTimeline:
+        self._start = time.perf_counter()
+        self._sample()
+        self._thread = threading.Thread(target=self._sample_until_stopped, daemon=True)
+        self._thread.start()
+        return self.timeline
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join)
+        self._sample()

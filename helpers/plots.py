@@ -7,6 +7,7 @@ carries a memory address) lands in the stored outputs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
@@ -40,3 +41,36 @@ def plot_measured_vs_ideal(
     ax.set(xlabel="max_concurrency", ylabel="requests per second", title=title)
     ax.legend()
     return ax
+
+
+def plot_rate_vs_limit(
+    timelines: dict[str, Any],
+    *,
+    rpm: float,
+    tpm: float | None = None,
+    tokens_per_request: float | None = None,
+    window_seconds: float = 1.0,
+    title: str = "Requests at the server over time, against what the limits allow",
+) -> list[Axes]:
+    """One panel per run (a `mock_control.StatsTimeline`): how many requests had reached the server,
+    been answered OK, and been answered 429, against the most the limits allow by then (a full bucket
+    of `window_seconds` at the start, then the per-minute rate). The slope of each line is a rate."""
+    fig, axes = plt.subplots(1, len(timelines), figsize=(5 * len(timelines), 4), squeeze=False)
+    for ax, (name, timeline) in zip(axes[0], timelines.items()):
+        times = timeline.times
+        sent, limited = timeline.counts("requests"), timeline.counts("rate_limited")
+        ax.plot(times, sent, color="tab:gray", label="sent")
+        ax.plot(times, timeline.counts("ok"), color="tab:blue", label="answered OK")
+        ax.plot(times, limited, color="tab:red", label="answered 429")
+        limits = [(rpm / 60, "--", "black", "most the RPM limit allows")]
+        if tpm and tokens_per_request:
+            limits.append((tpm / 60 / tokens_per_request, ":", "tab:green", "most the TPM limit allows"))
+        for per_second, style, color, label in limits:
+            ax.plot(times, [per_second * (window_seconds + t) for t in times], style, color=color, label=label)
+        ax.set(xlabel="seconds since the run started", ylabel="requests so far", title=name)
+        ax.set_ylim(0, max(sent) * 1.1)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return list(axes[0])

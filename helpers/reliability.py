@@ -64,11 +64,23 @@ def _retryable_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+def _is_out_of_quota(exc: BaseException) -> bool:
+    """OpenAI's 429 "insufficient_quota": the account has no credit left, so retrying cannot help."""
+    body = getattr(exc, "body", None)
+    codes = {getattr(exc, "code", None)}
+    if isinstance(body, Mapping):
+        codes |= {body.get("code"), body.get("type")}
+    return getattr(exc, "status_code", None) == 429 and "insufficient_quota" in codes
+
+
 def is_retryable(exc: BaseException) -> bool:
     """True if the same request can succeed later: 408/409/429/5xx, timeouts, dropped connections.
 
-    False for everything else: a 400 or a missing prompt variable (KeyError) fails the same way every time.
+    False for everything else: a 400 or a missing prompt variable (KeyError) fails the same way every time,
+    and so does a 429 whose code is "insufficient_quota" (out of credit, not too fast).
     """
+    if _is_out_of_quota(exc):  # a 429 too, but no wait refills an empty account
+        return False
     if isinstance(exc, ModelError):  # LangChain's provider-neutral errors say so themselves
         return exc.is_retryable
     status = getattr(exc, "status_code", None)  # openai.APIStatusError and friends
@@ -108,8 +120,10 @@ class RetryPolicy:
     The wait after attempt k is random in [0, min(max_delay, base_delay * 2**(k-1))]
     ("full jitter"), so workers that failed together do not retry together. If the server sent
     Retry-After, we never retry sooner than that: Retry-After says when *one* request may pass,
-    so a crowd of workers waiting exactly that long would mostly fail again. All waits are capped
-    at max_delay. Only errors that `is_retryable` accepts are retried.
+    so a crowd of workers waiting exactly that long would mostly fail again. A server that asks
+    for a longer wait than max_delay gets no retry: the input fails instead of being retried too
+    early (the openai SDK likewise gives up above 120 s). Only errors that `is_retryable` accepts
+    are retried (`should_retry`).
     """
 
     max_attempts: int = 4
@@ -127,13 +141,22 @@ class RetryPolicy:
         if self.max_delay < self.base_delay:
             raise ValueError(f"max_delay ({self.max_delay}) must be >= base_delay ({self.base_delay})")
 
+    def should_retry(self, attempt: int, exc: BaseException) -> bool:
+        """Retry after failed attempt number `attempt`? Only a retryable error, within max_attempts,
+        and only if the server's Retry-After (if any) is at most max_delay."""
+        if attempt >= self.max_attempts or not is_retryable(exc):
+            return False
+        server_says = retry_after_seconds(exc)
+        return server_says is None or server_says <= self.max_delay
+
     def delay(self, attempt: int, exc: BaseException | None = None) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1 = the first try) that raised `exc`."""
+        """Seconds to wait after failed attempt number `attempt` (1 = the first try) that raised `exc`:
+        the jittered backoff, but never less than the server's Retry-After."""
         ceiling = min(self.max_delay, self.base_delay * 2 ** min(attempt - 1, 60))
         backoff = random.uniform(0, ceiling) if self.jitter else ceiling
         server_says = retry_after_seconds(exc)
         if server_says is not None:
-            return min(max(server_says, backoff), self.max_delay)
+            return max(server_says, backoff)
         return backoff
 
 
@@ -168,12 +191,20 @@ class TokenRateLimiter:
     Two aiolimiter buckets: each request takes 1 from the request bucket and its estimated
     tokens from the token bucket, waiting until both have room. Like OpenAI (and the mock), the
     per-minute budget applies over a short window: a bucket holds `window_seconds` of it and
-    refills continuously, so rpm=600 lets about 10 requests through per second, not 600 at once.
+    refills continuously, so rpm=600 lets about 5 requests through at once (window 0.5 s), then
+    10 per second, not 600 at once. Keep the window below the server's (about 1 s at OpenAI and
+    the mock): the server's bucket then always has the difference to spare, which absorbs the
+    jitter between when we send a request and when it arrives. With equal windows a request that
+    arrives a few milliseconds early gets a 429 (see tests/bench_rate_limit.py).
 
     A request's estimate is its prompt tokens (see `estimate_tokens`) plus `max_tokens`, the
     tokens to reserve for the reply: the model's own max_tokens if it sets one (servers charge
     that up front), else a typical reply length. Pass `prompt=` (e.g. `chain.first`) to count the
     formatted prompt rather than only the variables, or `estimate_tokens=` to replace the estimate.
+
+    Requests are let through first come, first served. (aiolimiter alone wakes the waiter asking
+    for the fewest tokens first, so under steady load a long prompt could wait until every
+    shorter one is done.)
     """
 
     def __init__(
@@ -182,7 +213,7 @@ class TokenRateLimiter:
         tpm: float | None = None,
         *,
         max_tokens: int = 100,
-        window_seconds: float = 1.0,
+        window_seconds: float = 0.5,
         prompt: Any = None,
         estimate_tokens: Callable[[Any], int] | None = None,
     ) -> None:
@@ -200,6 +231,7 @@ class TokenRateLimiter:
         self._estimate = estimate_tokens
         self._requests = _bucket(rpm, window_seconds) if rpm else None
         self._tokens = _bucket(tpm, window_seconds) if tpm else None
+        self._queue = asyncio.Lock()  # FIFO: one waiter at a time at the buckets, in arrival order
 
     @property
     def token_capacity(self) -> float | None:
@@ -223,13 +255,14 @@ class TokenRateLimiter:
         if self._tokens is not None and tokens > self._tokens.max_rate:
             raise ValueError(
                 f"request needs about {tokens} tokens (prompt + max_tokens={self.max_tokens}) but the token "
-                f"bucket holds only {self._tokens.max_rate:.0f} (tpm={self.tpm:g} over {self.window_seconds:g} s), "
+                f"bucket holds only {self._tokens.max_rate:.0f} (tpm={self.tpm:.0f} over {self.window_seconds:g} s), "
                 "so it could never be sent: shorten the input, lower max_tokens or raise window_seconds"
             )
-        if self._requests is not None:
-            await self._requests.acquire(1)
-        if self._tokens is not None:
-            await self._tokens.acquire(tokens)
+        async with self._queue:
+            if self._requests is not None:
+                await self._requests.acquire(1)
+            if self._tokens is not None:
+                await self._tokens.acquire(tokens)
         return tokens
 
     def __repr__(self) -> str:
@@ -239,7 +272,8 @@ class TokenRateLimiter:
 def describe_error(exc: BaseException, timeout: float | None = None) -> str:
     """One line a person can act on: what went wrong and, where it helps, what to change."""
     if isinstance(exc, TimeoutError) and not str(exc):
-        return f"no answer within the {timeout:g} s timeout" if timeout else "timed out"
+        waited = f"no answer within the {timeout:g} s timeout" if timeout else "timed out"
+        return f"{waited}. Usually a stalled request: retry with a RetryPolicy (or raise timeout= for long replies)."
     text = str(exc)
     body = getattr(exc, "body", None)  # openai errors keep the server's JSON error here
     if isinstance(body, Mapping) and isinstance(body.get("message"), str):
@@ -251,6 +285,8 @@ def describe_error(exc: BaseException, timeout: float | None = None) -> str:
         text = text[:297] + "..."
     retry_hint = "Usually temporary: retry with a RetryPolicy."
     status = getattr(exc, "status_code", None)
+    if _is_out_of_quota(exc):
+        return f"out of quota (HTTP 429 insufficient_quota): {text} Retrying will not help; check the account's billing."
     if status == 429:
         return f"rate limited (HTTP 429): {text} Lower max_concurrency, add a limiter, or retry with a RetryPolicy."
     if isinstance(status, int):
@@ -287,6 +323,6 @@ async def invoke_robustly(
             async with asyncio.timeout(timeout):  # cancels the call and raises TimeoutError
                 return await chain.ainvoke(item, config), None, attempt
         except Exception as exc:  # CancelledError is not an Exception, so cancelling still works
-            if retry is None or attempt >= retry.max_attempts or not is_retryable(exc):
+            if retry is None or not retry.should_retry(attempt, exc):
                 return None, exc, attempt
             await asyncio.sleep(retry.delay(attempt, exc))

@@ -503,6 +503,8 @@ def _check_output_path(path: object) -> Path:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"path {str(path)!r} is a directory; give a file name such as {str(path / 'results.jsonl')!r}")
+    if path.exists() and not path.is_file():  # a FIFO or device: reading it to resume could block forever
+        raise ValueError(f"path {str(path)!r} is not a regular file; give a file name such as 'results.jsonl'")
     folder = path.parent
     if not folder.is_dir():
         raise ValueError(f"folder {str(folder)!r} for the output file does not exist; create it first")
@@ -649,7 +651,13 @@ async def run_to_jsonl(
     if prepared.total == 0:
         return JsonlSummary(path, 0, 0, 0, 0, 0, 0.0, 0, max_concurrency, stats)
 
-    done_ok, done_error = _scan_existing(path) if resume else (set(), set())
+    try:
+        done_ok, done_error = _scan_existing(path) if resume else (set(), set())
+    except OSError as exc:
+        raise ValueError(
+            f"cannot read {str(path)!r} to resume from it: {exc.strerror}; fix its permissions, "
+            "or pass resume=False to start over"
+        ) from exc
     pull = _puller(prepared.items)
     written = skipped = skipped_errors = ok = failed = 0
     in_flight = peak = 0

@@ -275,7 +275,10 @@ def test_retry_delays():
     policy = RetryPolicy(base_delay=0.5, max_delay=3.0, jitter=False)
     assert [policy.delay(k) for k in (1, 2, 3, 4, 5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
     assert policy.delay(1, api_error(429, {"retry-after": "2"})) == 2.0
-    assert policy.delay(1, api_error(429, {"retry-after": "60"})) == 3.0  # capped at max_delay
+    assert policy.delay(1, api_error(429, {"retry-after": "60"})) == 60.0  # never sooner than asked
+    assert policy.should_retry(1, api_error(429, {"retry-after": "2"}))
+    assert not policy.should_retry(1, api_error(429, {"retry-after": "60"}))  # longer than max_delay: give up
+    assert not policy.should_retry(1, api_error(400)) and not policy.should_retry(4, api_error(500))
     jittered = RetryPolicy(base_delay=1.0, max_delay=8.0)
     samples = [jittered.delay(3) for _ in range(200)]
     assert all(0 <= s <= 4.0 for s in samples) and max(samples) - min(samples) > 1  # full jitter
@@ -318,7 +321,7 @@ def test_timeout_cuts_a_hang():
 
 def test_token_limiter_rejects_a_request_that_can_never_fit():
     async def main():
-        limiter = TokenRateLimiter(tpm=1200, max_tokens=5)  # bucket: 20 tokens per 1 s window
+        limiter = TokenRateLimiter(tpm=1200, max_tokens=5, window_seconds=1.0)  # bucket: 20 tokens
         with pytest.raises(ValueError, match="could never be sent"):
             await limiter.acquire({"word": "x" * 400})
         return await run_tracked(
@@ -333,7 +336,7 @@ def test_token_limiter_rejects_a_request_that_can_never_fit():
 
 def test_token_limiter_spaces_out_requests():
     async def main():
-        limiter = TokenRateLimiter(rpm=1200)  # 20 per second, bursts of 20
+        limiter = TokenRateLimiter(rpm=1200, window_seconds=1.0)  # 20 per second, bursts of 20
         return await run_tracked(
             fake_chain(FakeModel(delay=0.001)), numbered(40), max_concurrency=40, progress=False, limiter=limiter
         )
