@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable
 
 from helpers.timing import RequestTimer
@@ -387,3 +388,302 @@ async def check_finish(finish: Callable[..., Any], *, n: int = 60) -> None:
             _fail(f"Input {index}'s output is {record.get('output')!r}, not {expected!r}.")
     _passed(f"{first.failed} recorded errors rerun with {sent} requests; {total - 1} answers and the one "
             "typo's KeyError, one record per input, in order.")
+
+
+# ----------------------------------------------------------------------------- lesson 02
+
+
+class _CallCounter(BaseCallbackHandler):
+    """Counts chat-model calls started, and the most in flight at once."""
+
+    run_inline = True
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.in_flight = 0
+        self.peak = 0
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kw: Any) -> None:
+        self.started += 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    def on_llm_end(self, response: Any, **kw: Any) -> None:
+        self.in_flight -= 1
+
+    def on_llm_error(self, error: BaseException, **kw: Any) -> None:
+        self.in_flight -= 1
+
+
+_SENTENCES_TEMPLATE = "Write a few sentences about {topic}."
+
+
+def _sentence_task(topics: list[str], *callbacks: Any) -> tuple[Runnable, list[dict], list[str]]:
+    """A mock chain asking for a few sentences per topic, its inputs, and the answers it will give."""
+    from helpers.backend import get_llm, make_chain
+    from helpers.mock_server import reply_for
+
+    llm = get_llm(backend="mock")
+    chain = make_chain(_SENTENCES_TEMPLATE, llm).with_config(callbacks=list(callbacks))
+    expected = [
+        reply_for(llm.model_name, [{"role": "user", "content": _SENTENCES_TEMPLATE.format(topic=t)}])
+        for t in topics
+    ]
+    return chain, [{"topic": t} for t in topics], expected
+
+
+async def _stream_workers_left(before: set) -> int:
+    """How many `stream_merged` workers started since `before` are still running.
+
+    Waits for them to stop (an abandoned stream is closed a moment later by Python), cancelling
+    only those still running after 5 s. Other tasks are left alone: they may be cleanup.
+    """
+    import asyncio
+
+    def is_worker(task: asyncio.Task) -> bool:
+        return getattr(task.get_coro(), "__qualname__", "") == "_merged_events.<locals>.worker"
+
+    left = [task for task in asyncio.all_tasks() - before if not task.done() and is_worker(task)]
+    if left:
+        _, pending = await asyncio.wait(left, timeout=5)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    return len(left)
+
+
+async def check_first_answers(first_answers: Callable[..., Any], *, n: int = 40, k: int = 10) -> None:
+    """Exercise 02-1: the first k whole answers to finish, stream stopped early, no task left running."""
+    import asyncio
+
+    if not inspect.iscoroutinefunction(first_answers):
+        _fail("Define the function with `async def`, so it can read the stream with `async for`.")
+    counter = _CallCounter()
+    chain, inputs, expected = _sentence_task([f"subject {i}" for i in range(n)], counter)
+    before = asyncio.all_tasks()
+    try:
+        found = await _call_learner(first_answers, chain, inputs, k)
+    finally:
+        leaked = await _stream_workers_left(before)
+    if leaked:
+        _fail(
+            f"{leaked} of the stream's workers were still running when your function returned, calling "
+            "the model for answers nobody reads. Read the stream inside `async with contextlib.aclosing(stream_merged(...)) "
+            "as events:` so leaving the block (break or return) closes it at once."
+        )
+    if not isinstance(found, dict):
+        _fail(f"Return a dict {{index: answer}}, not a {type(found).__name__}.")
+    if len(found) != k:
+        _fail(f"Expected {k} answers, got {len(found)}: count only 'done' events, and stop at {k}.")
+    for index, text in found.items():
+        if not isinstance(index, int) or not 0 <= index < n:
+            _fail(f"Key {index!r} is not an input index: use event.index as the key.")
+        if text != expected[index]:
+            if isinstance(text, str) and text in expected[index]:
+                _fail(
+                    f"The answer for input {index} is cut short ({len(text)} of {len(expected[index])} "
+                    "characters): that is a token, or the text so far. Keep the text of 'done' events."
+                )
+            _fail(f"The answer for input {index} is not that input's answer: key each event.text by event.index.")
+    if counter.peak > 10:
+        _fail(f"{counter.peak} requests were in flight at once: pass max_concurrency=10 to stream_merged.")
+    if set(found) == set(range(k)) and counter.started <= k:
+        _fail(
+            f"Those are the first {k} inputs, not the first {k} to finish: stream all {n} inputs "
+            "and keep the first 'done' events that arrive."
+        )
+    if counter.started >= n:
+        _fail(
+            f"All {n} inputs were sent to the model: you read the whole stream. Break out of the loop "
+            f"as soon as you have {k} answers."
+        )
+    _passed(f"the first {k} whole answers; the stream stopped before all {n} requests were sent, "
+            "and no worker was left running.")
+
+
+async def check_ttft_per_input(ttft_per_input: Callable[..., Any], *, n: int = 12) -> None:
+    """Exercise 02-2: per-input TTFT from the merged stream, compared with the model's own TTFT."""
+    from helpers.mock_server import reply_for, split_into_pieces
+
+    if not inspect.iscoroutinefunction(ttft_per_input):
+        _fail("Define the function with `async def`, so it can read the stream with `async for`.")
+    # Long answers, so the time to the first token and to the last one are far apart.
+    long_topics = [
+        topic
+        for topic in (f"subject {i}" for i in range(200))
+        if len(split_into_pieces(reply_for("", [{"role": "user", "content": _SENTENCES_TEMPLATE.format(topic=topic)}])))
+        >= 50
+    ][:n]
+    timer = RequestTimer()
+    chain, inputs, _ = _sentence_task(long_topics, timer)
+    result = await _call_learner(ttft_per_input, chain, inputs)
+
+    if not isinstance(result, dict):
+        _fail(f"Return a dict {{index: seconds}}, not a {type(result).__name__}.")
+    if sorted(result) != list(range(n)):
+        _fail(f"Expected one TTFT for each of the {n} inputs (keys 0 to {n - 1}), got keys {sorted(result)}.")
+    values = list(result.values())
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values):
+        _fail("Every value must be a number of seconds >= 0.")
+    if peak_overlap(timer.intervals()) < n:
+        _fail(f"Not all {n} inputs streamed at once: pass max_concurrency=len(inputs), so every TTFT "
+              "is measured from the same start.")
+    yours = statistics.median(values)
+    model_ttft = statistics.median(timer.ttfts())
+    model_latency = statistics.median(timer.latencies())
+    if yours > 50 * model_latency:
+        _fail(f"Your median is {yours:.0f}: that looks like milliseconds. Return seconds.")
+    if yours > (model_ttft + model_latency) / 2:
+        _fail(
+            f"Your median {yours:.3f} s is close to the whole latency ({model_latency:.3f} s), not the "
+            f"TTFT ({model_ttft:.3f} s): record the time of each input's FIRST token event only."
+        )
+    if yours < 0.5 * model_ttft:
+        _fail(
+            f"Your median {yours:.3f} s is far below the model's TTFT ({model_ttft:.3f} s): measure from "
+            "one start time taken before the stream, not from the previous event."
+        )
+    if yours > 1.5 * model_ttft + 0.05:
+        _fail(f"Your median {yours:.3f} s is well above the model's TTFT ({model_ttft:.3f} s): "
+              "take the start time just before you start reading the stream.")
+    _passed(f"median TTFT {yours:.3f} s from the events; the model measured {model_ttft:.3f} s "
+            f"(total latency {model_latency:.3f} s).")
+
+
+# ----------------------------------------------------------------------------- lesson 03
+
+
+def _mock_made_slow(prompts: list[str], tail_fraction: float) -> list[int]:
+    """Indices of the prompts the mock makes slow on their first attempt (its tail roll)."""
+    from helpers.backend import DEFAULT_MODEL
+    from helpers.mock_server import request_key, roll
+
+    seed = 0
+    try:
+        from helpers.mock_control import get_mock
+
+        seed = get_mock().settings().seed
+    except Exception:
+        pass
+    return [
+        i
+        for i, prompt in enumerate(prompts)
+        if roll(seed, "tail", request_key(DEFAULT_MODEL, [{"role": "user", "content": prompt}]), 0) < tail_fraction
+    ]
+
+
+async def check_find_stragglers(find_stragglers: Callable[..., Any], *, n: int = 200) -> None:
+    """Exercise 03-1: indices whose latency is over factor × the median, from a BatchReport."""
+    from helpers.backend import get_llm, translation_chain
+    from helpers.mock_control import get_mock
+    from helpers.runners import run_tracked
+
+    mock = get_mock()
+    before = mock.settings().tail_fraction
+    mock.reset()  # attempt 0 for every prompt, so the mock's slow set is known
+    mock.configure(tail_fraction=0.05)
+    texts = [f"慢{i}" for i in range(n)]
+    try:
+        report = await run_tracked(
+            translation_chain(get_llm(backend="mock")), [{"text": t} for t in texts], max_concurrency=20, progress=False
+        )
+    finally:
+        mock.configure(tail_fraction=before)
+    intervals = report.intervals
+    latencies = [end - start for start, end in intervals]
+
+    def over(values: list[float], factor: float, centre: float | None = None) -> list[int]:
+        limit = factor * (statistics.median(values) if centre is None else centre)
+        return [i for i, value in enumerate(values) if value > limit]
+
+    async def call(factor: float) -> Any:
+        try:
+            result = find_stragglers(report, factor=factor)
+            return await result if inspect.isawaitable(result) else result
+        except NotImplementedError:
+            raise ExerciseFailed(NOT_DONE) from None
+
+    result = await call(3.0)
+    expected = over(latencies, 3.0)
+    if result is None:
+        _fail("Your function returned None: return the list of indices.")
+    result = list(result)
+    if any(isinstance(x, float) for x in result):
+        _fail("Return the inputs' indices (ints), not their latencies: use enumerate().")
+    if result != expected:
+        if sorted(result) == expected:
+            _fail("The right inputs, but not in input order: return them sorted by index.")
+        if [i - 1 for i in result] == expected:
+            _fail("Every index is one too high: enumerate() starts at 0, like report.results.")
+        ends = [end for _, end in intervals]
+        if result == over(ends, 3.0):
+            _fail("You compared end times, which grow through the run: the latency is end - start.")
+        if result == over(latencies, 3.0, statistics.mean(latencies)):
+            _fail("You compared with the mean, which the slow requests pull up: use the median.")
+        _fail(f"Expected {len(expected)} stragglers, got {len(result)}: keep the indices whose "
+              "end - start is more than factor × the median of all latencies.")
+    result = list(await call(1.2))
+    if result != over(latencies, 1.2):
+        if result == over(latencies, 1.2, statistics.mean(latencies)):
+            _fail("With factor=1.2 you compared with the mean, which the slow requests pull up: use the median.")
+        _fail("With factor=1.2 your answer should change: use the factor argument, not a fixed 3.")
+    slow = _mock_made_slow([f"翻译成英文：{t}" for t in texts], 0.05)
+    found = sum(i in expected for i in slow)
+    print(f"Of the {len(slow)} inputs the mock made 5× slower you found {found / len(slow):.0%} "
+          "(on a busy machine, other requests can be slow too).")
+    _passed("the right stragglers for factor 3 and for factor 1.2, in input order.")
+
+
+async def check_run_with_ttft(run_with_ttft: Callable[..., Any], *, n: int = 40) -> None:
+    """Exercise 03-2: run_tracked with a streaming model and a RequestTimer, returning p99 TTFT."""
+    from helpers.backend import get_llm, make_chain
+    from helpers.metrics import percentile
+    from helpers.mock_server import reply_for, split_into_pieces
+    from helpers.runners import BatchReport, run_tracked
+
+    if not inspect.iscoroutinefunction(run_with_ttft):
+        _fail("Define the function with `async def`, so it can `await run_tracked(...)`.")
+    topics = [  # long answers, so TTFT and latency are far apart
+        t
+        for t in (f"subject {i}" for i in range(300))
+        if len(split_into_pieces(reply_for("", [{"role": "user", "content": _SENTENCES_TEMPLATE.format(topic=t)}])))
+        >= 45
+    ][:n]
+    try:
+        result = await _call_learner(run_with_ttft, [{"topic": t} for t in topics])
+    except ValueError as error:  # percentile() / statistics of an empty list
+        _fail(
+            f"{type(error).__name__}: {error}. The timer recorded no first tokens: `ainvoke` streams only "
+            "when the model is built with get_llm(streaming=True), and the timer must be in "
+            "config={'callbacks': [timer]}."
+        )
+    if not isinstance(result, tuple) or len(result) != 2:
+        _fail("Return a pair: (report, p99_ttft).")
+    report, value = result
+    if not isinstance(report, BatchReport):
+        _fail(f"The first item should be run_tracked's BatchReport, got a {type(report).__name__}.")
+    if report.ok != n:
+        _fail(f"{report.ok} of {n} inputs succeeded: pass the inputs unchanged to run_tracked.")
+    if report.max_concurrency != 20:
+        _fail(f"Use max_concurrency=20 (you used {report.max_concurrency}).")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        _fail(f"p99_ttft must be a positive number of seconds, got {value!r}.")
+    if value > 20:
+        _fail(f"p99_ttft = {value:.0f}: that looks like milliseconds. Return seconds.")
+    if value >= 0.8 * report.latency.p99:
+        _fail(
+            f"{value:.3f} s is about the p99 latency ({report.latency.p99:.3f} s), not the TTFT: "
+            "take percentile(timer.ttfts(), 99), not the latencies."
+        )
+    timer = RequestTimer()  # a reference run, to compare with
+    reference = make_chain(_SENTENCES_TEMPLATE, get_llm(backend="mock", streaming=True))
+    await run_tracked(reference, [{"topic": t} for t in topics], max_concurrency=20, progress=False,
+                      config={"callbacks": [timer]})
+    median_ttft = statistics.median(timer.ttfts())
+    if value < 0.9 * median_ttft:
+        _fail(
+            f"{value:.3f} s is below the median TTFT ({median_ttft:.3f} s), so it cannot be the p99: "
+            "percentile() takes q from 0 to 100 (99, not 0.99)."
+        )
+    _passed(f"p99 TTFT {value:.3f} s, against p99 latency {report.latency.p99:.3f} s "
+            f"(median TTFT in a second run: {median_ttft:.3f} s).")

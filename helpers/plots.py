@@ -74,3 +74,62 @@ def plot_rate_vs_limit(
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return list(axes[0])
+
+
+def plot_ttft_and_latency(
+    ttfts: Sequence[float],
+    latencies: Sequence[float],
+    title: str = "Time to first token and total latency, per request",
+    ax: Axes | None = None,
+) -> Axes:
+    """One bar per streamed request, sorted by latency: the wait for the first token, then the rest."""
+    if len(ttfts) != len(latencies):
+        raise ValueError(f"need one TTFT per latency, got {len(ttfts)} and {len(latencies)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, max(2.5, 0.12 * len(latencies))))
+    pairs = sorted(zip(ttfts, latencies), key=lambda pair: pair[1])
+    rows = range(len(pairs))
+    ax.barh(rows, [t for t, _ in pairs], height=0.8, color="tab:orange", label="waiting for the first token (TTFT)")
+    ax.barh(rows, [total - t for t, total in pairs], left=[t for t, _ in pairs], height=0.8,
+            color="tab:blue", label="streaming the rest")
+    ax.set(xlabel="seconds since the request started", ylabel="request (sorted by latency)", title=title)
+    ax.invert_yaxis()
+    ax.legend(loc="upper right")  # the shortest bars are at the top
+    return ax
+
+
+def plot_in_flight(
+    times: Sequence[float],
+    counts: Sequence[int],
+    limit: int | None = None,
+    title: str = "Requests in flight",
+    ax: Axes | None = None,
+) -> Axes:
+    """The step function from `metrics.in_flight_timeline`, with the concurrency limit as a dashed line."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.5))
+    ax.step(times, counts, where="post", color="tab:blue", label="in flight")
+    if limit is not None:
+        ax.axhline(limit, linestyle="--", color="gray", label=f"max_concurrency = {limit}")
+    ax.set(xlabel="seconds since the run started", ylabel="requests in flight", title=title)
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="lower center")
+    return ax
+
+
+def plot_latency_histogram(
+    latencies: Sequence[float],
+    percentiles: dict[str, float],
+    title: str = "Latency per request",
+    ax: Axes | None = None,
+) -> Axes:
+    """Histogram of latencies (seconds) with a vertical line per percentile, e.g. {"p50": 0.12, ...}."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.5))
+    ax.hist(latencies, bins=40, color="tab:blue", alpha=0.8)
+    colors = ["tab:green", "tab:orange", "tab:red", "tab:purple"]
+    for (name, value), color in zip(percentiles.items(), colors):
+        ax.axvline(value, color=color, linestyle="--", label=f"{name} = {value * 1000:.0f} ms")
+    ax.set(xlabel="latency (seconds)", ylabel="requests", title=title)
+    ax.legend(loc="upper right")
+    return ax

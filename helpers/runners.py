@@ -399,6 +399,10 @@ async def _merged_events(
     workers = min(max_concurrency, total) if total is not None else max_concurrency
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64 * workers)  # a slow reader slows the streams
     pending = enumerate(prepared.items)
+    # Set when the reader has gone. Cancelling a worker is not always enough: on Python 3.11,
+    # asyncio.wait_for (which langchain-openai wraps around every stream chunk) can swallow a
+    # cancel that arrives with a chunk, and the worker would go on and block on the full queue.
+    stopping = False
 
     async def stream_one(index: int, item: Any) -> None:
         start = time.perf_counter()
@@ -409,6 +413,8 @@ async def _merged_events(
             if problem:
                 raise ValueError(problem)
             async for chunk in chain.astream(item, config):
+                if stopping:
+                    return
                 text = _chunk_text(chunk)
                 if not text:
                     continue  # e.g. the empty first chunk that only carries the role
@@ -417,9 +423,13 @@ async def _merged_events(
                 parts.append(text)
                 await queue.put(StreamEvent(index, "token", text))
         except Exception as exc:
+            if stopping:
+                return
             latency = time.perf_counter() - start
             message = f"{type(exc).__name__}: {describe_error(exc)}"
             await queue.put(StreamEvent(index, "error", "".join(parts), message, ttft, latency))
+            return
+        if stopping:
             return
         latency = time.perf_counter() - start
         await queue.put(StreamEvent(index, "done", "".join(parts), None, ttft, latency))
@@ -427,10 +437,14 @@ async def _merged_events(
     async def worker() -> None:
         try:
             for index, item in pending:
+                if stopping:
+                    return
                 await stream_one(index, item)
         except Exception as exc:  # only the input iterable can get here
-            await queue.put(_WorkerCrashed(exc))
-        await queue.put(_WORKER_DONE)
+            if not stopping:
+                await queue.put(_WorkerCrashed(exc))
+        if not stopping:
+            await queue.put(_WORKER_DONE)
 
     tasks = [asyncio.create_task(worker()) for _ in range(workers)]
     try:
@@ -444,6 +458,7 @@ async def _merged_events(
             else:
                 yield event
     finally:  # normal end, consumer left early, or cancelled: leave no task behind
+        stopping = True
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -409,6 +409,31 @@ def test_stream_merged_early_exit_leaves_no_pending_tasks():
     assert started <= 40  # the streams were cancelled, not run to the end (3 x 50 inputs)
 
 
+class DeafChain:
+    """A chain whose stream swallows cancellation and goes on, as asyncio.wait_for (which
+    langchain-openai wraps around every chunk) can on Python 3.11 when a chunk and the cancel
+    arrive together."""
+
+    async def astream(self, item, config=None):
+        for i in range(10_000):
+            try:
+                await asyncio.sleep(0.001)
+            except asyncio.CancelledError:
+                pass
+            yield f"{item['word']}-{i} "
+
+
+def test_stream_merged_closes_even_when_a_stream_swallows_its_cancel():
+    async def main():
+        async with asyncio.timeout(10):  # without the fix: workers stuck on the full queue, forever
+            async with contextlib.aclosing(stream_merged(DeafChain(), numbered(8), max_concurrency=4)) as events:
+                async for event in events:
+                    break
+        return asyncio.all_tasks() - {asyncio.current_task()}
+
+    assert asyncio.run(main()) == set()
+
+
 # ----------------------------------------------------------------------------- run_to_jsonl
 
 
