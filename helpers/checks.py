@@ -687,3 +687,194 @@ async def check_run_with_ttft(run_with_ttft: Callable[..., Any], *, n: int = 40)
         )
     _passed(f"p99 TTFT {value:.3f} s, against p99 latency {report.latency.p99:.3f} s "
             f"(median TTFT in a second run: {median_ttft:.3f} s).")
+
+
+# ------------------------------------------------------------------ lesson 04: chunks, sliding window, resume
+
+
+def _call_sync(function: Callable[..., Any], *args: Any) -> Any:
+    """Call the learner's (non-async) function; an unsolved exercise becomes a clear ExerciseFailed."""
+    try:
+        return function(*args)
+    except NotImplementedError:
+        raise ExerciseFailed(NOT_DONE) from None
+
+
+async def check_questions_from(questions_from: Callable[[Any], Any]) -> None:
+    """Exercise 04-1: a lazy generator of {"text": line} over the non-empty lines of a file."""
+    import tempfile
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from helpers.backend import get_llm, translation_chain
+    from helpers.mock_server import reply_for
+    from helpers.runners import read_jsonl_results, run_to_jsonl
+
+    lines = ["测试1\n", "\n", "  你好世界  \n", "数据\n", "   \n", "最后一行"]  # the last has no line break
+    expected = [{"text": "测试1"}, {"text": "你好世界"}, {"text": "数据"}, {"text": "最后一行"}]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "questions.txt"
+        path.write_text("".join(lines), encoding="utf-8")
+        produced = _call_sync(questions_from, path)
+        if produced is None:
+            _fail("questions_from returned None: `yield` each input (a function with yield is a generator).")
+        if not isinstance(produced, Iterator):
+            _fail(f"questions_from returned a {type(produced).__name__}: that reads the whole file at once. "
+                  "Use `yield` inside `for line in file:` so inputs are made one at a time.")
+        source = inspect.getsource(questions_from) if inspect.isfunction(questions_from) else ""
+        if ".readlines(" in source or ".read(" in source or "read_text(" in source:
+            _fail("It yields one at a time, but reads the whole file first (read/readlines/read_text). "
+                  "Iterate over the open file: `for line in file:` reads one line at a time.")
+        items = list(produced)
+        if items and not isinstance(items[0], dict):
+            _fail(f"It yields {type(items[0]).__name__}s; the chain's prompt needs a mapping: yield {{'text': ...}}.")
+        texts = [item.get("text") for item in items]
+        if any(isinstance(text, str) and text.endswith("\n") for text in texts):
+            _fail("The texts still end with the line break: strip it (line.strip()).")
+        if any(isinstance(text, str) and not text.strip() for text in texts):
+            _fail("Blank lines became inputs: skip lines that are empty after strip().")
+        if any(isinstance(text, str) and text != text.strip() for text in texts):
+            _fail("Some texts keep surrounding spaces: use line.strip(), not only rstrip('\\n').")
+        if items != expected:
+            _fail(f"Expected {expected}, got {items}. Is the last line (no line break at the end) missing?")
+        chain = translation_chain(get_llm(backend="mock"))
+        out = Path(folder) / "answers.jsonl"
+        await run_to_jsonl(chain, questions_from(path), out, max_concurrency=4, progress=False)
+        records = read_jsonl_results(out)
+    answers = [record.get("output") for record in records]
+    wanted = [reply_for(chain.steps[1].model_name, [{"role": "user", "content": f"翻译成英文：{item['text']}"}])
+              for item in expected]
+    if answers != wanted:
+        _fail(f"run_to_jsonl over your generator gave {answers}, expected {wanted}.")
+    _passed(f"{len(expected)} inputs from 6 lines, made one at a time; run_to_jsonl answered {answers}.")
+
+
+def check_remaining(remaining: Callable[[Any, int], Any]) -> None:
+    """Exercise 04-2: indices still to run, from a crashed run's JSONL (duplicates, errors, a cut-off line)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    error = {"type": "InternalServerError", "message": "Error code: 500"}
+    records = [{"index": 0, "output": "A0"}, {"index": 2, "output": "A2"}, {"index": 3, "error": error},
+               {"index": 5, "output": "A5"}, {"index": 2, "output": "A2"},  # index 2 twice
+               {"index": 6, "error": error}, {"index": 6, "output": "A6"}, {"index": 8, "output": "A8"}]
+    text = "".join(json.dumps(record) + "\n" for record in records) + '{"index": 9, "outp'  # cut by the kill
+    expected = [1, 3, 4, 7, 9]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "killed.jsonl"
+        path.write_text(text, encoding="utf-8")
+        try:
+            answer = _call_sync(remaining, path, 10)
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise ExerciseFailed("Your function raised on the last line, which the kill cut in half "
+                                 f"({type(exc).__name__}). Skip lines that are not valid JSON.") from None
+    if isinstance(answer, int):
+        _fail(f"You returned a count ({answer}); return the list of indices, e.g. [1, 3, ...].")
+    if answer is None:
+        _fail("remaining returned None: return a sorted list of indices.")
+    answer = list(answer)
+    if sorted(answer) != answer:
+        _fail(f"Return the indices sorted, got {answer}.")
+    if 3 not in answer:
+        _fail("Index 3's only record is an error, so it still needs a run: only an 'output' record means done.")
+    if 6 in answer:
+        _fail("Index 6 failed once and then succeeded: the LAST record for an index decides.")
+    if 2 in answer or 0 in answer:
+        _fail("Indices 0 and 2 have answers (2 even twice): they are done.")
+    if 9 not in answer:
+        _fail("Index 9's line was cut off by the kill: it is not a record, so 9 still needs a run.")
+    if answer != expected:
+        _fail(f"Expected {expected}, got {answer}: every index in range(n) without a final answer "
+              "(never started, like 1, 4 and 7, included).")
+    _passed(f"remaining = {answer}: errors rerun, duplicates counted once, the cut-off line ignored.")
+
+
+def check_slot_utilisation(slot_utilisation: Callable[..., Any], runs: dict[str, dict] | None = None) -> None:
+    """Exercise 04-3: busy slot-time / (max_concurrency × span), on made-up intervals and measured runs."""
+    intervals = [(5.0, 6.0), (5.0, 5.5), (5.5, 7.0), (6.0, 6.5)]  # busy 3.5 s over 2 s with 2 slots
+    answer = _call_sync(slot_utilisation, intervals, 2)
+    if not isinstance(answer, (int, float)) or isinstance(answer, bool):
+        _fail(f"Return a number (a share from 0 to 1), got {answer!r}.")
+    if math.isclose(answer, 1.75):
+        _fail("Got 1.75, more than 1: divide by max_concurrency too (there are that many slots).")
+    if math.isclose(answer, 3.5 / (2 * 7.0)):
+        _fail("Measure the span from the first start, not from 0: (last end − first start).")
+    if math.isclose(answer, 1.0):
+        _fail("Got 1.0: that counts requests, not their durations. Sum end − start over the intervals.")
+    if not math.isclose(answer, 0.875):
+        _fail(f"For {intervals} with 2 slots: busy 3.5 s / (2 × 2 s) = 0.875; you returned {answer!r}.")
+    shares = []
+    for name, run in (runs or {}).items():
+        mine = sum(end - start for start, end in run["intervals"]) / (
+            run["concurrency"] * (max(e for _, e in run["intervals"]) - min(s for s, _ in run["intervals"])))
+        theirs = _call_sync(slot_utilisation, run["intervals"], run["concurrency"])
+        if not math.isclose(theirs, mine, rel_tol=1e-6):
+            _fail(f"On the measured {name} run you got {theirs!r}, expected {mine:.4f}.")
+        shares.append(f"{name} {mine:.0%}")
+    _passed("0.875 on the made-up case" + (f"; measured runs: {', '.join(shares)}" if shares else "") + ".")
+
+
+# ------------------------------------------------------------------ lesson 05: performance comparison
+
+
+def check_knee(find_knee: Callable[[Any], Any], rows: list[dict[str, Any]]) -> None:
+    """Exercise 05-1: the smallest concurrency whose throughput is >= 90 % of the best measured."""
+    made_up = [(200, 255.0, 1000.0), (1, 5.0, 5.0), (1000, 262.0, 5000.0), (10, 48.0, 50.0), (100, 250.0, 500.0),
+               (20, 95.0, 100.0), (50, 240.0, 250.0), (500, 258.0, 2500.0), (2, 10.0, 10.0), (5, 24.0, 25.0)]
+    made_up_rows = [{"concurrency": c, "throughput": x, "ideal": ideal} for c, x, ideal in made_up]
+    answer = _call_sync(find_knee, [dict(row) for row in made_up_rows])
+    if answer == 1000:
+        _fail("You returned the concurrency with the highest throughput. On a plateau that is wherever noise "
+              "put the maximum; the knee is the first concurrency that gets within 90 % of it.")
+    if isinstance(answer, float) and answer in {x for _, x, _ in made_up}:
+        _fail(f"You returned a throughput ({answer}); return the concurrency of that row.")
+    if answer == 200:
+        _fail("The rows are not sorted by concurrency: take the smallest qualifying concurrency (min), "
+              "not the first one in the list.")
+    if answer == 100:
+        _fail("Compare each throughput with 90 % of the best *measured* throughput, not with the ideal "
+              "C / L0, and not with > 90 % of the ideal.")
+    if answer != 50:
+        _fail(f"On a made-up sweep (best 262 req/s, so the bar is 235.8) the knee is C = 50; you returned {answer!r}.")
+    best = max(row["throughput"] for row in rows)
+    expected = min(row["concurrency"] for row in rows if row["throughput"] >= 0.9 * best)
+    mine = _call_sync(find_knee, [dict(row) for row in rows])
+    if mine != expected:
+        _fail(f"On the measured sweep you returned {mine!r}; by the definition it is {expected}.")
+    _passed("find_knee picks the first concurrency within 90 % of the best, on a made-up and on your measured sweep.")
+
+
+def check_predicted_throughput(predicted: Callable[..., Any], rows: list[dict[str, Any]], *,
+                               cpu_ms: float, rpm_limit: int) -> None:
+    """Exercise 05-2: min(C / L, rpm / 60, 1000 / cpu_ms), on known cases and against the measured sweep."""
+    cases = [((10, 0.5, 0, 2.0), 20.0), ((100, 0.5, 0, 4.0), 200.0), ((100, 0.2, 6000, 4.0), 100.0),
+             ((1000, 0.2, 0, 4.0), 250.0)]
+    for args, expected in cases:
+        answer = _call_sync(predicted, *args)
+        if not isinstance(answer, (int, float)) or isinstance(answer, bool):
+            _fail(f"Return a number of requests per second, got {answer!r}.")
+        concurrency, latency, rpm, cpu = args
+        if rpm == 0 and math.isclose(answer, 0.0, abs_tol=1e-9):
+            _fail("rpm_limit=0 means no limit, not a limit of 0: leave it out of the min.")
+        if rpm and math.isclose(answer, min(concurrency / latency, 1000 / cpu)):
+            _fail(f"For {args}: the limit of {rpm} requests a minute allows {rpm / 60:.0f} a second; "
+                  "did you leave it out, or forget to divide by 60?")
+        if math.isclose(answer, concurrency / latency) and concurrency / latency > 1000 / cpu:
+            _fail(f"For {args}: {cpu} ms of CPU per request caps one core at {1000 / cpu:.0f} req/s; "
+                  "add the CPU ceiling 1000 / cpu_ms to the min.")
+        if math.isclose(answer, min(concurrency / latency, 1 / cpu)):
+            _fail("cpu_ms is in milliseconds: the ceiling is 1000 / cpu_ms requests a second.")
+        if math.isclose(answer, latency / concurrency):
+            _fail("Little's law is throughput = concurrency / latency, not latency / concurrency.")
+        if not math.isclose(answer, expected):
+            _fail(f"For concurrency, latency, rpm_limit, cpu_ms = {args} expected {expected}, got {answer!r}.")
+    worst = 0.0
+    for row in rows:
+        guess = _call_sync(predicted, row["concurrency"], row["lone_latency_s"], rpm_limit, cpu_ms)
+        ratio = row["throughput"] / guess
+        worst = max(worst, abs(1 - ratio))
+        if not 0.3 <= ratio <= 2.0:  # wide: a busy machine moves measurements; unit mistakes are 60× or 1000×
+            _fail(f"At C = {row['concurrency']} you predict {guess:.0f} req/s but {row['throughput']:.0f} req/s "
+                  "were measured: check the units of each argument.")
+    _passed(f"right on 4 known cases; on your sweep every prediction is within {worst:.0%} of the measurement.")

@@ -133,3 +133,71 @@ def plot_latency_histogram(
     ax.set(xlabel="latency (seconds)", ylabel="requests", title=title)
     ax.legend(loc="upper right")
     return ax
+
+
+def plot_in_flight_runs(
+    runs: dict[str, Sequence[tuple[float, float]]],
+    limit: int | None = None,
+    title: str = "Requests in flight over time",
+) -> list[Axes]:
+    """One `plot_in_flight` panel per run ({label: (start, end) intervals}), on a shared time axis."""
+    from helpers.metrics import in_flight_timeline
+
+    fig, axes = plt.subplots(len(runs), 1, figsize=(8, 2.2 * len(runs)), sharex=True, squeeze=False)
+    for ax, (label, intervals) in zip(axes[:, 0], runs.items()):
+        times, counts = in_flight_timeline(intervals)
+        plot_in_flight(times, counts, limit=limit, title=label, ax=ax)
+        ax.set_xlabel("")
+        ax.get_legend().remove()
+    axes[-1, 0].set_xlabel("seconds since the run started")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return list(axes[:, 0])
+
+
+def plot_memory_vs_n(
+    rows: Sequence[dict[str, Any]],
+    key: str = "peak_rss_growth_mb",
+    title: str = "Peak memory against the number of inputs",
+    ax: Axes | None = None,
+) -> Axes:
+    """One line per runner: `key` (MB, from `helpers.measure`) against n, on a log n axis."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    for runner in dict.fromkeys(row["runner"] for row in rows):
+        points = sorted((row["n"], row[key]) for row in rows if row["runner"] == runner)
+        ax.plot(*zip(*points), "o-", label=runner)
+    ax.set_xscale("log")
+    sizes = sorted({row["n"] for row in rows})
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.minorticks_off()
+    ax.set(xlabel="inputs (n)", ylabel="peak memory growth (MB)", title=title)
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    return ax
+
+
+def plot_throughput_sweep(
+    concurrency: Sequence[int],
+    measured: Sequence[float],
+    ideal: Sequence[float],
+    *,
+    cpu_ceiling: float | None = None,
+    rate_limit: float | None = None,
+    title: str = "Throughput against concurrency",
+    ax: Axes | None = None,
+) -> Axes:
+    """Measured requests/s against Little's-law ideal, log-log, with the ceilings as horizontal lines."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(concurrency, ideal, "--", color="gray", label="Little's law: C / L0")
+    ax.plot(concurrency, measured, "o-", color="tab:blue", label="measured")
+    if rate_limit:
+        ax.axhline(rate_limit, color="tab:red", linestyle=":", label="rate limit")
+    if cpu_ceiling:
+        ax.axhline(cpu_ceiling, color="tab:orange", linestyle="-.", label="client CPU ceiling (one core)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="max_concurrency (C)", ylabel="requests per second", title=title)
+    ax.legend()
+    return ax

@@ -1,0 +1,83 @@
+"""Tests for helpers.measure: every runner runs and counts right, a fresh process works, the
+benchmark's target lines and the profile summary add up. Against a very fast mock (a few seconds)."""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import json
+
+import pytest
+
+from helpers.measure import (
+    RUNNERS,
+    _target_lines,
+    cpu_by_package,
+    cprofile_lines,
+    make_inputs,
+    measure,
+    run_once,
+)
+from helpers.mock_control import start_mock
+
+
+@pytest.fixture(scope="module")
+def mock():
+    handle = start_mock(speed=1000.0, jitter=0.0)
+    yield handle
+    handle.stop()
+
+
+def test_make_inputs_are_the_seeds_and_warm_up_inputs_differ():
+    assert list(make_inputs("add", 2)) == [{"a": 0, "b": 1}, {"a": 1, "b": 2}]
+    assert list(make_inputs("translate", 1)) == [{"text": "测试0"}]
+    assert list(make_inputs("translate", 1, warm_up=True)) != list(make_inputs("translate", 1))
+    with pytest.raises(ValueError, match="prompt must be one of"):
+        make_inputs("poem", 1)
+
+
+def test_every_runner_answers_every_input(mock):
+    # One event loop for all: langchain-openai shares one HTTP client per base URL, tied to its loop.
+    async def all_runners():
+        return [await run_once(runner, 20, 5, base_url=mock.base_url, chunk_size=8, record_intervals=True)
+                for runner in RUNNERS]
+
+    for row in asyncio.run(all_runners()):
+        assert (row["runner"], row["ok"], row["failed"]) == (row["runner"], 20, 0)
+        assert row["throughput"] > 0 and row["cpu_ms_per_request"] > 0
+        assert len(row["intervals"]) == 20 and row["mean_latency_s"] > 0
+        assert row["concurrency"] == (100 if row["runner"] == "seed_chunked" else 5)
+
+
+def test_unknown_runner_is_refused(mock):
+    with pytest.raises(ValueError, match="runner must be one of"):
+        asyncio.run(run_once("gather_everything", 1, 1, base_url=mock.base_url))
+
+
+def test_measure_runs_in_a_fresh_process_and_reports_memory(mock):
+    row = measure("run_to_jsonl", 30, 10, base_url=mock.base_url, trace_memory=True)
+    assert row["ok"] == 30
+    assert row["peak_traced_mb"] > 0
+    assert row["peak_rss_growth_mb"] is not None
+
+
+def test_target_lines():
+    rows = [{"runner": "abatch", "n": 10, "concurrency": 5, "throughput": 100.0},
+            {"runner": "run_tracked", "n": 10, "concurrency": 5, "throughput": 97.0},
+            {"runner": "run_to_jsonl", "n": 10, "concurrency": 5, "peak_traced_mb": 5.0},
+            {"runner": "run_to_jsonl", "n": 100, "concurrency": 5, "peak_traced_mb": 5.5}]
+    assert _target_lines(rows) == [
+        "target run_tracked / abatch at n=10, C=5: 0.970 (>= 0.95)",
+        "target run_to_jsonl peak_traced_mb at n=100 / n=10: 1.100 (<= 1.2)",
+    ]
+
+
+def test_profile_summaries():
+    profile = cProfile.Profile()
+    profile.enable()
+    sum(json.loads(json.dumps({"i": i}))["i"] for i in range(2000))  # library code (json) and built-ins
+    profile.disable()
+    shares = cpu_by_package(profile)
+    assert abs(sum(shares.values()) - 1) < 1e-9
+    lines = cprofile_lines(profile, top=3)
+    assert 1 <= len(lines) <= 3 and all(0 < share <= 1 for _, share in lines)
