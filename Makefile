@@ -11,7 +11,7 @@ PORT   ?= 8888
 PYTEST_ARGS ?=
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 300
 
-.PHONY: help lab test run execute student clean
+.PHONY: help lab test run execute student bench clean
 
 help:
 	@echo "make lab      open the workbook in JupyterLab (mock model, no API key needed)"
@@ -19,6 +19,8 @@ help:
 	@echo "make run      execute every notebook headless, write HTML to $(BUILD)/html"
 	@echo "make execute  re-execute every notebook in place (refreshes stored outputs)"
 	@echo "make student  write learner copies (solutions removed) to student/"
+	@echo "make bench    benchmark every batch runner (~20 min; BENCH_ARGS=--quick for ~4 min),"
+	@echo "              write $(BUILD)/bench/results.md and .json and README's Performance section"
 	@echo "make clean    remove build output (keeps .venv)"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -45,6 +47,11 @@ execute: $(STAMP)
 
 student: $(STAMP)
 	$(PY) -m helpers.student learner --out student $(NOTEBOOKS)
+
+# Extra benchmark arguments, e.g. `make bench BENCH_ARGS=--quick` (a --quick run leaves README alone).
+BENCH_ARGS ?=
+bench: $(STAMP)
+	BENCH_FROM_MAKE=1 $(PY) tests/bench_runners.py --update-readme --out $(BUILD)/bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) student

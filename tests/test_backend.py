@@ -88,3 +88,23 @@ def test_default_llm_talks_to_the_mock(clean_env, capsys):
     chain = backend.translation_chain()
     assert chain.invoke({"text": "测试3"}) == "Test3"
     assert capsys.readouterr().out.startswith("Backend: mock · model gpt-4o-mini")
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_pooled_http_client_serves_chatopenai(clean_env, capsys, transport):
+    import asyncio
+
+    async def main():
+        client = backend.pooled_http_client(5, transport)
+        try:
+            chain = backend.translation_chain(get_llm(http_async_client=client))
+            return await chain.abatch([{"text": f"测试{i}"} for i in range(8)], config={"max_concurrency": 8})
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == [f"Test{i}" for i in range(8)]
+
+
+def test_pooled_http_client_names_a_bad_transport():
+    with pytest.raises(ValueError, match="transport must be 'aiohttp' or 'httpx'"):
+        backend.pooled_http_client(10, "curl")
