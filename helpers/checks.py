@@ -20,6 +20,7 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable
 
+from helpers.metrics import in_flight_timeline
 from helpers.timing import RequestTimer
 
 
@@ -48,12 +49,7 @@ async def _call_learner(function: Callable[..., Any], *args: Any) -> Any:
 
 def peak_overlap(intervals: list[tuple[float, float]]) -> int:
     """Most intervals open at the same moment (requests in flight at the peak)."""
-    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    peak = current = 0
-    for _, step in events:
-        current += step
-        peak = max(peak, current)
-    return peak
+    return max(in_flight_timeline(intervals)[1], default=0)
 
 
 async def _mean_latency(chain: Runnable, samples: int = 5) -> float:
