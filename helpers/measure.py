@@ -8,8 +8,9 @@
 Every function returns plain dicts, so a notebook can print them and `make bench` can save them.
 A measurement dict holds: runner, n, concurrency, ok, failed, wall_s, throughput (req/s),
 cpu_ms_per_request (client CPU time / n, all threads), mean_latency_s (when known), and, when asked
-for, peak_traced_mb (tracemalloc), peak_rss_growth_mb (growth of the process's peak RSS) and
-intervals ((start, end) of each request, seconds since the run began).
+for, peak_traced_mb (tracemalloc), peak_rss_growth_mb (growth of the process's peak RSS),
+intervals ((start, end) of each request, seconds since the run began) and slots_busy (see
+`slots_busy`).
 
 Structure
 1. RUNNERS: the ways to push n inputs through one chain that the workbook compares, each an async
@@ -241,6 +242,25 @@ _LAZY = {"run_to_jsonl"}  # runners that take the inputs as a generator
 # --------------------------------------------------------------------------------------------
 
 
+def slots_busy(intervals: list[tuple[float, float]], concurrency: int) -> float | None:
+    """Share of the `concurrency` slots that held a request while the runner still had inputs.
+
+    The window runs from the first request's start to the last one's: until then a perfect runner
+    refills a slot the moment it frees, so 1.0 means no slot ever waited for the runner. After the
+    last start the slots empty one by one however good the runner is (the drain), so that part is
+    left out. None when every request started at once (no window to measure).
+    """
+    if not intervals:
+        return None
+    first = min(start for start, _ in intervals)
+    last = max(start for start, _ in intervals)
+    if last <= first:
+        return None
+    busy = sum(max(0.0, min(end, last) - start) for start, end in intervals)
+    return busy / (concurrency * (last - first))
+
+
+
 def _proc_status_kb(field: str) -> int | None:
     try:
         with open("/proc/self/status") as status:
@@ -354,6 +374,7 @@ async def run_once(
         if record_intervals:
             first = min(begin for begin, _ in done)
             result["intervals"] = sorted((begin - first, end - first) for begin, end in done)
+            result["slots_busy"] = slots_busy(result["intervals"], result["concurrency"])
     return result
 
 

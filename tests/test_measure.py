@@ -17,6 +17,7 @@ from helpers.measure import (
     make_inputs,
     measure,
     run_once,
+    slots_busy,
 )
 from helpers.mock_control import start_mock
 
@@ -46,6 +47,7 @@ def test_every_runner_answers_every_input(mock):
         assert (row["runner"], row["ok"], row["failed"]) == (row["runner"], 20, 0)
         assert row["throughput"] > 0 and row["cpu_ms_per_request"] > 0
         assert len(row["intervals"]) == 20 and row["mean_latency_s"] > 0
+        assert 0 < row["slots_busy"] <= 1.0
         assert row["concurrency"] == (100 if row["runner"] == "seed_chunked" else 5)
 
 
@@ -81,3 +83,12 @@ def test_profile_summaries():
     assert abs(sum(shares.values()) - 1) < 1e-9
     lines = cprofile_lines(profile, top=3)
     assert 1 <= len(lines) <= 3 and all(0 < share <= 1 for _, share in lines)
+
+
+def test_slots_busy_counts_only_the_window_while_inputs_remain():
+    refilled = [(0.0, 1.0), (0.0, 1.0), (1.0, 2.0), (1.0, 2.5)]  # both slots refilled at once, then a drain
+    assert slots_busy(refilled, 2) == 1.0
+    waits_for_straggler = [(0.0, 1.0), (0.0, 3.0), (3.0, 4.0), (3.0, 4.0)]  # a chunk of 2 waits for its slowest
+    assert slots_busy(waits_for_straggler, 2) == pytest.approx(4 / 6)
+    assert slots_busy([(0.0, 1.0), (0.0, 2.0)], 2) is None  # everything started at once: no window
+    assert slots_busy([], 2) is None
