@@ -19,7 +19,7 @@ help:
 	@echo "make run      execute every notebook headless, write HTML to $(BUILD)/html"
 	@echo "make execute  re-execute every notebook in place (refreshes stored outputs)"
 	@echo "make student  write learner copies (solutions removed) to student/"
-	@echo "make bench    benchmark every batch runner (~12 min; BENCH_ARGS=--quick for ~4 min),"
+	@echo "make bench    benchmark every batch runner (~12 min; BENCH_ARGS=--quick for ~3 min),"
 	@echo "              write $(BUILD)/bench/results.md and .json and README's Performance section"
 	@echo "make clean    remove build output (keeps .venv)"
 

@@ -260,7 +260,6 @@ def slots_busy(intervals: list[tuple[float, float]], concurrency: int) -> float 
     return busy / (concurrency * (last - first))
 
 
-
 def _proc_status_kb(field: str) -> int | None:
     try:
         with open("/proc/self/status") as status:

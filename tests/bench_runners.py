@@ -42,7 +42,7 @@ last one's (from each request's start and end), which a perfect runner keeps at 
 The machine is shared and noisy: compare ratios within one run, and read the medians.
 
     .venv/bin/python tests/bench_runners.py                    # the default matrix (~12 min here)
-    .venv/bin/python tests/bench_runners.py --quick            # a smaller matrix (~4 min)
+    .venv/bin/python tests/bench_runners.py --quick            # a smaller matrix (~3 min)
     .venv/bin/python tests/bench_runners.py --update-readme    # also rewrite README's Performance section
     .venv/bin/python tests/bench_runners.py --profile          # where the client's CPU goes (cProfile)
 
@@ -116,6 +116,7 @@ class Group:
     trace_memory: bool = False
     side_by_side: bool = False
     background: bool = False  # runs in a second lane, alongside the cells that leave the CPU mostly idle
+    beside: bool = False  # runs while the second lane does (see share_lanes)
     note: str = ""  # what else ran at the same time, for the table's title
     rows: list[dict[str, Any]] = field(default_factory=list)
     summaries: list[dict[str, Any]] = field(default_factory=list)
@@ -184,6 +185,7 @@ def share_lanes(plan: list[Group]) -> None:
     largest.background = True
     largest.note = "ran in a second lane, at the same time as the latency-bound and smaller memory cells"
     for group in beside:
+        group.beside = True
         group.note = f"the {largest.n:,}-input memory cell ran at the same time, in another process"
 
 
@@ -223,8 +225,8 @@ def run_plan(plan: list[Group], mock: Any, second_mock: Any = None) -> None:
     """
     t0 = time.perf_counter()
     background = [group for group in plan if group.background]
-    beside = [group for group in plan if group.note and not group.background]
-    alone = [group for group in plan if not group.note]
+    beside = [group for group in plan if group.beside]
+    alone = [group for group in plan if not (group.background or group.beside)]
     if not background:
         _run_groups(plan, mock, t0)
         return
@@ -550,7 +552,7 @@ def profile_mode(args: argparse.Namespace, mock: Any) -> list[dict[str, Any]]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a smaller matrix (~4 min): fewer inputs, 1 run each")
+    parser.add_argument("--quick", action="store_true", help="a smaller matrix (~3 min): fewer inputs, 1 run each")
     parser.add_argument("--cases", default="latency,cpu,memory", help="which cases (comma-separated)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of the repeated cells (default 3)")
     parser.add_argument("--latency", type=float, default=1.0, help="latency-bound case: mock latency, s")

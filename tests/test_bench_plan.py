@@ -26,8 +26,8 @@ def test_default_plan_is_the_issues_matrix():
         assert {runner for runner, _, _ in group.specs} <= set(bench.RUNNERS)
         if group.case != "memory":
             assert {runner for runner, _, _ in group.specs} == set(bench.RUNNERS)  # every runner, same inputs
-    lanes = {(g.case, g.n, g.concurrency): (g.background, bool(g.note)) for g in plan}
-    assert lanes[("memory", 50000, 100)] == (True, True)
+    lanes = {(g.case, g.n, g.concurrency): (g.background, g.beside) for g in plan}
+    assert lanes[("memory", 50000, 100)] == (True, False)
     assert lanes[("memory", 5000, 100)] == (False, True)
     assert lanes[("latency-bound", 500, 100)] == (False, True)
     assert lanes[("CPU-bound", 2000, 1000)] == (False, False)  # the CPU-bound cells run alone
@@ -35,7 +35,7 @@ def test_default_plan_is_the_issues_matrix():
 
 def test_alone_keeps_one_lane():
     plan = bench.build_plan(bench.parse_args(["--alone"]))
-    assert not any(g.background or g.note for g in plan)
+    assert not any(g.background or g.beside or g.note for g in plan)
 
 
 class _FakeMock:
