@@ -49,12 +49,12 @@ execute: $(STAMP)
 		--ExecutePreprocessor.timeout=300 $(NOTEBOOKS)
 
 student: $(STAMP)
-	$(PY) -m helpers.student learner --out student $(NOTEBOOKS)
+	$(PY) tools/student.py learner --out student $(NOTEBOOKS)
 
 # Extra benchmark arguments, e.g. `make bench BENCH_ARGS=--quick` (a --quick run leaves README alone).
 BENCH_ARGS ?=
 bench: $(STAMP)
-	BENCH_FROM_MAKE=1 $(PY) tests/bench_runners.py --update-readme --out $(BUILD)/bench $(BENCH_ARGS)
+	BENCH_FROM_MAKE=1 $(PY) tools/bench_runners.py --update-readme --out $(BUILD)/bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) student

@@ -38,7 +38,7 @@ from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from helpers.mock_control import get_mock
+from helpers.mock import get_mock
 
 WORKBOOK_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -151,6 +151,10 @@ def pooled_http_client(max_connections: int, transport: str = "aiohttp") -> Any:
     raise ValueError(f"transport must be 'aiohttp' or 'httpx', got {transport!r}")
 
 
+# The seed tutorial's two prompts, defined once: "Translate into English: {text}" and "Calculate {a} + {b}".
+SEED_PROMPTS = {"translate": "翻译成英文：{text}", "add": "计算 {a} + {b}"}
+
+
 def make_chain(template: str, llm: ChatOpenAI | None = None) -> Runnable:
     """Build the seed's chain shape: `prompt | llm | StrOutputParser()`."""
     return ChatPromptTemplate.from_template(template) | (llm or get_llm()) | StrOutputParser()
@@ -158,9 +162,9 @@ def make_chain(template: str, llm: ChatOpenAI | None = None) -> Runnable:
 
 def translation_chain(llm: ChatOpenAI | None = None) -> Runnable:
     """The seed's section-1 chain. The prompt means "Translate into English: {text}"."""
-    return make_chain("翻译成英文：{text}", llm)
+    return make_chain(SEED_PROMPTS["translate"], llm)
 
 
 def addition_chain(llm: ChatOpenAI | None = None) -> Runnable:
     """The seed's section-5 chain. The prompt means "Calculate {a} + {b}"."""
-    return make_chain("计算 {a} + {b}", llm)
+    return make_chain(SEED_PROMPTS["add"], llm)

@@ -8,8 +8,15 @@ Structure
   It keeps count, sum, min and max exactly, and a histogram with log-spaced buckets
   (each 5 % wider than the last), so its percentiles are within about 2.5 % of the true value.
 - `in_flight_timeline(intervals)`: how many requests were in flight over time, from (start, end) pairs.
+- Three figures from the same (start, end) pairs, each named for what it means:
+  `mean_in_flight` (busy time / wall time: the average number in flight, Little's L),
+  `slots_busy` (the share of C slots holding a request from the first start to the last end) and
+  `slots_busy_while_refilling` (the same share, but only until the last request started: the part a
+  runner controls; after that the slots drain however good the runner is).
 - `littles_law_throughput(concurrency, mean_latency, rate_limit_per_s)`: the ideal throughput,
   L = λ·W rearranged to λ = L / W, capped by a rate limit.
+- `approx_tokens(text)`: a token count without a tokenizer (the mock counts the same way).
+- `is_number(value)`: an int or float, but not a bool (True is an int in Python).
 - `format_seconds(s)`: "412 ms" or "1.23 s", for readable tables.
 
 All times are in seconds.
@@ -27,13 +34,28 @@ __all__ = [
     "LatencyStats",
     "StreamingStats",
     "in_flight_timeline",
+    "mean_in_flight",
+    "slots_busy",
+    "slots_busy_while_refilling",
     "littles_law_throughput",
+    "approx_tokens",
+    "is_number",
 ]
+
+
+def is_number(value: object) -> bool:
+    """True for an int or a float, False for a bool (which Python counts as an int) and anything else."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def approx_tokens(text: str) -> int:
+    """Rough token count without a tokenizer: ceil(UTF-8 bytes / 4), at least 1. The mock counts so too."""
+    return max(1, math.ceil(len(text.encode("utf-8")) / 4))
 
 
 def percentile(values: Iterable[float], q: float) -> float:
     """The q-th percentile (0 <= q <= 100) of `values`, interpolating linearly between neighbours."""
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 100:
+    if not is_number(q) or not 0 <= q <= 100:
         raise ValueError(f"q must be a number from 0 to 100, got {q!r}")
     ordered = sorted(values)
     if not ordered:
@@ -185,17 +207,62 @@ def in_flight_timeline(
     return times, counts
 
 
+def _finished(intervals: Iterable[tuple[float, float] | None]) -> list[tuple[float, float]]:
+    return [pair for pair in intervals if pair is not None]
+
+
+def mean_in_flight(intervals: Iterable[tuple[float, float] | None], wall_time: float) -> float:
+    """Average number of requests in flight over `wall_time` seconds: total busy time / wall time.
+
+    This is L in Little's law (L = throughput × mean latency). `None` entries are ignored.
+    """
+    busy = sum(end - start for start, end in _finished(intervals))
+    return busy / wall_time if wall_time > 0 else 0.0
+
+
+def slots_busy(intervals: Iterable[tuple[float, float] | None], concurrency: int) -> float:
+    """Share of `concurrency` slots that held a request from the first start to the last end (0 to 1).
+
+    Busy time / (concurrency × span). It counts the ramp-up and the drain at the end, so a short batch
+    scores below 1 even with a perfect runner. 0.0 when there is nothing to measure.
+    """
+    done = _finished(intervals)
+    if not done:
+        return 0.0
+    span = max(end for _, end in done) - min(start for start, _ in done)
+    busy = sum(end - start for start, end in done)
+    return busy / (concurrency * span) if span > 0 else 0.0
+
+
+def slots_busy_while_refilling(intervals: Iterable[tuple[float, float] | None], concurrency: int) -> float | None:
+    """Share of `concurrency` slots that held a request from the first start to the *last start*.
+
+    Until the last request starts, a perfect runner refills a slot the moment it frees, so 1.0 means
+    no slot ever waited for the runner; the drain after the last start is left out. None when every
+    request started at the same instant (no window to measure).
+    """
+    done = _finished(intervals)
+    if not done:
+        return None
+    first = min(start for start, _ in done)
+    last = max(start for start, _ in done)
+    if last <= first:
+        return None
+    busy = sum(max(0.0, min(end, last) - start) for start, end in done)
+    return busy / (concurrency * (last - first))
+
+
 def littles_law_throughput(
     concurrency: float, mean_latency: float, rate_limit_per_s: float | None = None
 ) -> float:
     """Ideal requests/s with `concurrency` requests always in flight: concurrency / mean_latency,
     capped at `rate_limit_per_s` when given."""
     for name, value in (("concurrency", concurrency), ("mean_latency", mean_latency)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        if not is_number(value) or not value > 0:
             raise ValueError(f"{name} must be a positive number, got {value!r}")
     ideal = concurrency / mean_latency
     if rate_limit_per_s is None:
         return ideal
-    if isinstance(rate_limit_per_s, bool) or not isinstance(rate_limit_per_s, (int, float)) or not rate_limit_per_s > 0:
+    if not is_number(rate_limit_per_s) or not rate_limit_per_s > 0:
         raise ValueError(f"rate_limit_per_s must be a positive number or None, got {rate_limit_per_s!r}")
     return min(ideal, rate_limit_per_s)

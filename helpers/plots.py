@@ -161,7 +161,7 @@ def plot_memory_vs_n(
     title: str = "Peak memory against the number of inputs",
     ax: Axes | None = None,
 ) -> Axes:
-    """One line per runner: `key` (MB, from `helpers.measure`) against n, on a log n axis."""
+    """One line per runner: `key` (MB, from `helpers.bench.measure`) against n, on a log n axis."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     for runner in dict.fromkeys(row["runner"] for row in rows):

@@ -195,7 +195,7 @@ class TokenRateLimiter:
     10 per second, not 600 at once. Keep the window below the server's (about 1 s at OpenAI and
     the mock): the server's bucket then always has the difference to spare, which absorbs the
     jitter between when we send a request and when it arrives. With equal windows a request that
-    arrives a few milliseconds early gets a 429 (see tests/bench_rate_limit.py).
+    arrives a few milliseconds early gets a 429 (see tools/bench_rate_limit.py).
 
     A request's estimate is its prompt tokens (see `estimate_tokens`) plus `max_tokens`, the
     tokens to reserve for the reply: the model's own max_tokens if it sets one (servers charge

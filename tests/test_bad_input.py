@@ -24,7 +24,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from helpers.backend import make_chain
-from helpers.mock_control import start_mock
+from helpers.mock import start_mock
 from helpers.reliability import RetryPolicy, TokenRateLimiter
 from helpers.runners import read_jsonl_results, run_to_jsonl, run_tracked, stream_merged
 

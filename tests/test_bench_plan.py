@@ -1,4 +1,4 @@
-"""Tests for tests/bench_runners.py without measuring anything: the default plan is the issue's
+"""Tests for tools/bench_runners.py without measuring anything: the default plan is the issue's
 matrix, the second lane never overlaps the CPU-bound cells, and the budget lines can fail."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("bench_runners", Path(__file__).with_name("bench_runners.py"))
+_spec = importlib.util.spec_from_file_location("bench_runners", Path(__file__).resolve().parents[1] / "tools" / "bench_runners.py")
 bench = importlib.util.module_from_spec(_spec)
 sys.modules["bench_runners"] = bench  # dataclasses look their module up there
 _spec.loader.exec_module(bench)

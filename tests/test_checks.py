@@ -7,7 +7,7 @@ import pytest
 
 from helpers.backend import translation_chain, get_llm
 from helpers.checks import ExerciseFailed, _mean_latency, check_concurrency_choice, check_ordered_progress
-from helpers.mock_control import get_mock
+from helpers.mock import get_mock
 
 LOOP = asyncio.new_event_loop()  # one loop for all, as in a notebook (ChatOpenAI caches its client)
 

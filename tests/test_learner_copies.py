@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from helpers.student import BEGIN, END, cell_kind, learner_copy, strip_solution, tag_notebook
+from student import BEGIN, END, cell_kind, learner_copy, strip_solution, tag_notebook
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9]*.ipynb"))
 
@@ -43,7 +43,7 @@ def test_exercises_are_tagged_for_nbgrader(path):
     stored = [c.metadata.get("nbgrader") for c in nb.cells]
     tag_notebook(nb, prefix=path.stem.split("_")[0])
     assert stored == [c.metadata.get("nbgrader") for c in nb.cells], (
-        f"stale nbgrader metadata: run `python -m helpers.student tag {path.name}`"
+        f"stale nbgrader metadata: run `python tools/student.py tag {path.name}`"
     )
 
 

@@ -1,4 +1,4 @@
-"""Tests for helpers.measure: every runner runs and counts right, a fresh process works, the
+"""Tests for helpers.bench.measure: every runner runs and counts right, a fresh process works, the
 benchmark's target lines and the profile summary add up. Against a very fast mock (a few seconds)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from helpers.measure import (
+from helpers.bench.measure import (
     RUNNERS,
     _target_lines,
     cpu_by_package,
@@ -19,7 +19,7 @@ from helpers.measure import (
     run_once,
     slots_busy,
 )
-from helpers.mock_control import start_mock
+from helpers.mock import start_mock
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for helpers/mock_server.py and helpers/mock_control.py.
+"""Tests for helpers/mock/server.py and helpers/mock/control.py.
 
 One mock server runs for the whole module (started through mock_control, like the notebooks do),
 and every test talks to it through the real clients: the openai SDK and langchain's ChatOpenAI.
@@ -25,8 +25,8 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI
 
 from helpers import mock_control, mock_server
-from helpers.mock_control import get_mock, start_mock
-from helpers.mock_server import MockSettings, count_tokens, reply_for, request_key, roll
+from helpers.mock.control import get_mock, start_mock
+from helpers.mock.server import MockSettings, count_tokens, reply_for, request_key, roll
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "gpt-4o-mini"
@@ -400,13 +400,13 @@ def test_server_listens_on_loopback_only(mock):
 
 
 def test_cli_ready_line_and_exit_with_parent():
-    process = subprocess.Popen([sys.executable, "-m", "helpers.mock_server", "--port", "0", "--exit-with-parent"],
+    process = subprocess.Popen([sys.executable, "-m", "helpers.mock.server", "--port", "0", "--exit-with-parent"],
                                cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     line = process.stdout.readline().decode()
     assert re.fullmatch(r"Mock OpenAI server: http://127\.0\.0\.1:\d+/v1\n", line)
     process.stdin.close()
     assert process.wait(timeout=5) == 0
-    bad = subprocess.run([sys.executable, "-m", "helpers.mock_server", "--ttft", "-1"], cwd=REPO,
+    bad = subprocess.run([sys.executable, "-m", "helpers.mock.server", "--ttft", "-1"], cwd=REPO,
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "ttft" in bad.stderr
 

@@ -1,7 +1,7 @@
 """The request/token limiter and the retry rules, against the mock and with fakes.
 
 - With TokenRateLimiter on, a tier-limited mock answers fewer than 1% of requests with 429.
-  (How close the limiter gets to the allowed rate is a benchmark, not a test: tests/bench_rate_limit.py.)
+  (How close the limiter gets to the allowed rate is a benchmark, not a test: tools/bench_rate_limit.py.)
 - The limiter lets waiters through first come, first served: a long prompt is not starved by short ones.
 - A 429 "insufficient_quota" (out of credit) is not retried; a Retry-After longer than max_delay ends
   the retries instead of retrying early.
@@ -17,7 +17,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from helpers.backend import make_chain
-from helpers.mock_control import start_mock
+from helpers.mock import start_mock
 from helpers.reliability import RetryPolicy, TokenRateLimiter, describe_error, is_retryable
 from helpers.runners import run_tracked
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.mock_control import start_mock
+from helpers.mock import start_mock
 from helpers.runners import read_jsonl_results
 
 REPO = Path(__file__).resolve().parent.parent

@@ -27,7 +27,7 @@ import pytest
 from aiohttp import web
 
 from helpers.backend import get_llm, load_config, make_chain
-from helpers.mock_control import start_mock
+from helpers.mock import start_mock
 from helpers.reliability import RetryPolicy, TokenRateLimiter, describe_error
 from helpers.runners import run_to_jsonl, run_tracked, stream_merged
 

@@ -23,8 +23,8 @@ from langchain_core.runnables import RunnableLambda
 from langchain_openai import ChatOpenAI
 
 from helpers.backend import make_chain
-from helpers.mock_control import start_mock
-from helpers.mock_server import reply_for
+from helpers.mock import start_mock
+from helpers.mock import reply_for
 from helpers.reliability import RetryPolicy, TokenRateLimiter
 from helpers.runners import read_jsonl_results, run_to_jsonl
 

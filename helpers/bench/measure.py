@@ -1,6 +1,6 @@
 """Measure batch runners against the mock: throughput, client CPU per request, peak memory.
 
-    from helpers.measure import measure, run_once, sweep
+    from helpers.bench.measure import measure, run_once, sweep
     measure("run_to_jsonl", n=5000, concurrency=100)        # in a fresh process: memory is its own
     await run_once("abatch", n=500, concurrency=100)         # in this process (top-level await)
     await sweep("abatch", [1, 10, 100], chain=chain)          # throughput at each concurrency
@@ -23,11 +23,11 @@ Structure
 4. `sweep`: throughput at several concurrencies, with Little's-law ideal C / L0, where L0 is the
    latency of a lone request.
 5. `cprofile_lines`, `cpu_by_package`: where the client's CPU goes, as readable lines.
-6. A command line for benchmarks (`python -m helpers.measure --help`); it starts its own mock and
+6. A command line for benchmarks (`python -m helpers.bench.measure --help`); it starts its own mock and
    prints the workbook's two performance targets when the rows hold what they need:
-       python -m helpers.measure --runners abatch,run_tracked --n 2000 --concurrency 100,1000 \
+       python -m helpers.bench.measure --runners abatch,run_tracked --n 2000 --concurrency 100,1000 \
            --latency 0.2 --repeat 3 --prompt add
-       python -m helpers.measure --runners run_to_jsonl --n 5000,50000 --trace-memory
+       python -m helpers.bench.measure --runners run_to_jsonl --n 5000,50000 --trace-memory
 
 Use one event loop per process: langchain-openai shares one HTTP client per base URL, bound to the
 loop that first used it (a notebook has one loop; `measure` runs each measurement in its own process).
@@ -66,7 +66,7 @@ from langchain_openai import ChatOpenAI
 
 from helpers.backend import DEFAULT_MODEL, make_chain, pooled_http_client
 from helpers.runners import run_to_jsonl, run_tracked
-from helpers.seed import HighPerformanceBatchProcessor, MemoryEfficientBatchProcessor
+from helpers.seed_tutorial import HighPerformanceBatchProcessor, MemoryEfficientBatchProcessor
 from helpers.timing import RequestTimer
 
 __all__ = ["RUNNERS", "PROMPTS", "make_inputs", "mock_chain", "run_once", "measure", "prepare_fresh_processes",
@@ -308,7 +308,7 @@ async def run_once(
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {sorted(RUNNERS)}, got {runner!r}")
     if base_url is None:
-        from helpers.mock_control import get_mock
+        from helpers.mock import get_mock
 
         base_url = get_mock().base_url
     http_client = None if chain is not None else _http_client(client, concurrency)
@@ -383,7 +383,7 @@ async def run_once(
 
 # The forkserver imports these once: this module (and so LangChain), and what the SDK imports lazily
 # on its first request. Missing ones are skipped.
-_PRELOAD = ["helpers.measure", "httpcore2", "h11", "anyio._backends._asyncio", "jiter", "openai.resources.chat",
+_PRELOAD = ["helpers.bench.measure", "httpcore2", "h11", "anyio._backends._asyncio", "jiter", "openai.resources.chat",
             "openai.lib.streaming.chat", "langchain_core.tracers.langchain", "langchain_core.tracers.stdout",
             "langchain_core.messages.block_translators.langchain_v0"]
 
@@ -416,7 +416,7 @@ def measure(runner: str, n: int, concurrency: int, **options: Any) -> dict[str, 
     if "chain" in options:
         raise ValueError("measure() builds its own chain in the new process; pass prompt=... instead")
     if options.get("base_url") is None:
-        from helpers.mock_control import get_mock
+        from helpers.mock import get_mock
 
         options["base_url"] = get_mock().base_url
     with ProcessPoolExecutor(max_workers=1, mp_context=_context(), max_tasks_per_child=1) as pool:
@@ -625,7 +625,7 @@ def _target_lines(rows: list[dict[str, Any]]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Measure batch runners against a fresh mock, each run in a fresh process.",
-        epilog="Example: python -m helpers.measure --runners run_to_jsonl --n 5000,50000 --trace-memory")
+        epilog="Example: python -m helpers.bench.measure --runners run_to_jsonl --n 5000,50000 --trace-memory")
     parser.add_argument("--runners", default="abatch,run_tracked", help=f"comma-separated, from {','.join(RUNNERS)}")
     parser.add_argument("--n", default="2000", help="comma-separated input counts")
     parser.add_argument("--concurrency", default="100", help="comma-separated concurrencies")
@@ -636,7 +636,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trace-memory", action="store_true", help="tracemalloc peak (~4× slower)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
-    from helpers.mock_control import start_mock
+    from helpers.mock import start_mock
 
     # Fresh processes re-import this module as __mp_main__; runpy warns about that, harmlessly.
     os.environ["PYTHONWARNINGS"] = "ignore::RuntimeWarning:runpy"

@@ -1,7 +1,7 @@
 """Benchmark: every batch runner of the workbook on the same inputs, against the mock, each run alone.
 
 `make bench` runs this. It starts the mock in its own process and measures, for each case below,
-these runners (`helpers.measure.RUNNERS`) on the seed's inputs ("翻译成英文：测试i"):
+these runners (`helpers.bench.measure.RUNNERS`) on the seed's inputs ("翻译成英文：测试i"):
 
     chain.batch · chain.abatch · chain.abatch_as_completed · the seed's HighPerformanceBatchProcessor
     · the seed's MemoryEfficientBatchProcessor (chunks of 1,000) · run_tracked · run_to_jsonl
@@ -17,7 +17,7 @@ again with a pool sized to the concurrency (`helpers.backend.pooled_http_client`
 | memory         | ~0 (speed 1000)   | 5,000, 50,000 | 100         | 1, tracemalloc on; at 50,000 only   |
 |                |                   |               |             | run_to_jsonl (it alone takes ~7 min)|
 
-How it measures (`helpers.measure.measure`, the same code notebook 05 uses):
+How it measures (`helpers.bench.measure.measure`, the same code notebook 05 uses):
 - every cell runs in a fresh process forked from a preloaded server, so its peak RSS and traced
   memory belong to that runner alone; the mock's counters are reset before each cell;
 - repeated cells run interleaved (A B C A B C ...), and the table shows the median with min-max;
@@ -41,10 +41,10 @@ last one's (from each request's start and end), which a perfect runner keeps at 
 
 The machine is shared and noisy: compare ratios within one run, and read the medians.
 
-    .venv/bin/python tests/bench_runners.py                    # the default matrix (~12 min here)
-    .venv/bin/python tests/bench_runners.py --quick            # a smaller matrix (~3 min)
-    .venv/bin/python tests/bench_runners.py --update-readme    # also rewrite README's Performance section
-    .venv/bin/python tests/bench_runners.py --profile          # where the client's CPU goes (cProfile)
+    .venv/bin/python tools/bench_runners.py                    # the default matrix (~12 min here)
+    .venv/bin/python tools/bench_runners.py --quick            # a smaller matrix (~3 min)
+    .venv/bin/python tools/bench_runners.py --update-readme    # also rewrite README's Performance section
+    .venv/bin/python tools/bench_runners.py --profile          # where the client's CPU goes (cProfile)
 
 Writes build/bench/results.md and build/bench/results.json.
 """
@@ -74,14 +74,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from helpers.measure import (  # noqa: E402
+from helpers.bench.measure import (  # noqa: E402
     CLIENTS,
     RUNNERS,
     latency_settings,
     measure,
     prepare_fresh_processes,
 )
-from helpers.mock_control import start_mock  # noqa: E402
+from helpers.mock import start_mock  # noqa: E402
 
 README = REPO / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -474,7 +474,7 @@ def update_readme(section: str) -> None:
     else:
         intro = ("## Performance\n\n"
                  "`make bench` measures every batch runner against the mock on the same inputs, each cell in a\n"
-                 "fresh process (`tests/bench_runners.py`; its docstring explains the cases). Add\n"
+                 "fresh process (`tools/bench_runners.py`; its docstring explains the cases). Add\n"
                  "`BENCH_ARGS=--quick` for a smaller matrix, or run the script with `--profile` to see where\n"
                  "the client's CPU goes. Everything between the markers below is written by `make bench`;\n"
                  "do not edit it by hand.\n\n")
@@ -580,7 +580,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]
-    command = shlex.join([".venv/bin/python", "tests/bench_runners.py", *given])
+    command = shlex.join([".venv/bin/python", "tools/bench_runners.py", *given])
     if os.environ.get("BENCH_FROM_MAKE"):  # show what was typed: make bench [BENCH_ARGS=...]
         extra = [arg for arg in given if arg != "--update-readme"]
         if "--out" in extra:

@@ -1,6 +1,6 @@
-"""Start the mock OpenAI server (helpers/mock_server.py) in its own process and control it.
+"""Start the mock OpenAI server (helpers/mock/server.py) in its own process and control it.
 
-    from helpers.mock_control import get_mock
+    from helpers.mock.control import get_mock
     mock = get_mock()                  # started once per Python process, stopped at exit
     mock.base_url                      # "http://127.0.0.1:PORT/v1", for ChatOpenAI(base_url=...)
     mock.configure(rpm_limit=500)      # change settings of the running server
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import subprocess
@@ -33,15 +34,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values
 
-from helpers.mock_server import MockSettings
+from helpers.mock.server import MockSettings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 READY_LINE = "Mock OpenAI server: "
 START_TIMEOUT = 30.0  # seconds to wait for the ready line
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 never goes via a proxy
@@ -79,6 +81,26 @@ class MockHandle:
     def stats(self) -> dict[str, int]:
         """Counters since the last reset: requests, ok, rate_limited, errors_injected, peak_in_flight, ..."""
         return self._call("GET", "/mock/stats")
+
+    @contextlib.contextmanager
+    def temporarily(self, *, reset: bool = True, **changes: Any) -> Iterator[MockSettings]:
+        """Change some settings for the length of a `with` block, then put back what was there.
+
+            with mock.temporarily(error_rate=0.2, speed=20):
+                ...                        # a fresh server state with these settings
+
+        With reset=True (the default) attempts, buckets and stats are reset on entry and on exit,
+        so a demo starts from a known state and leaves none behind. Yields the settings in force.
+        """
+        saved = self.settings()
+        try:
+            if reset:
+                self.reset()
+            yield self.configure(**changes)
+        finally:
+            if reset:
+                self.reset()
+            self.configure(**vars(saved))
 
     def stop(self) -> None:
         """Stop the server (closing its stdin makes it exit); safe to call twice."""
@@ -122,7 +144,7 @@ def start_mock(**overrides: Any) -> MockHandle:
     log = tempfile.NamedTemporaryFile(prefix="mock_server_", suffix=".log", delete=False)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(
-        [sys.executable, "-m", "helpers.mock_server", "--port", "0", "--exit-with-parent", *flags],
+        [sys.executable, "-m", "helpers.mock", "--port", "0", "--exit-with-parent", *flags],
         cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
     log.close()
     line = _read_line(process.stdout, START_TIMEOUT)

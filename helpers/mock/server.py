@@ -47,7 +47,7 @@ not given) tokens. A request bigger than a whole bucket gets in only when the bu
 
 Other endpoints: ``GET /v1/models``, and for notebooks and tests ``GET/POST /mock/settings``,
 ``POST /mock/reset`` and ``GET /mock/stats``. Start it with
-``python -m helpers.mock_server --port 8000 --ttft 0.1``; ``helpers.mock_control`` starts it for
+``python -m helpers.mock.server --port 8000 --ttft 0.1``; ``helpers.mock.control`` starts it for
 the notebooks.
 """
 

@@ -95,7 +95,7 @@ async def check_concurrency_choice(
 async def check_ordered_progress(translate: Callable[..., Any], *, n: int = 40) -> None:
     """Exercise 01-2: ordered results, at most 10 in flight, from an async function."""
     from helpers.backend import get_llm, make_chain
-    from helpers.mock_server import reply_for
+    from helpers.mock import reply_for
 
     if not inspect.iscoroutinefunction(translate):
         _fail("Define the function with `async def`, so it can `await` the chain.")
@@ -157,7 +157,7 @@ async def _error_from_mock(chain: Runnable, item: dict) -> Exception:
 async def _mock_errors() -> dict[str, Exception]:
     """One real error of each kind from the mock (the mock's settings are restored afterwards)."""
     from helpers.backend import get_llm, make_chain
-    from helpers.mock_control import get_mock
+    from helpers.mock import get_mock
 
     mock = get_mock()
     saved = mock.settings()
@@ -207,7 +207,7 @@ _SHOULD_RETRY = {"rate limit (429)", "server error (5xx)", "timeout", "dropped c
 async def check_retry_rule(should_retry: Callable[[BaseException], Any]) -> None:
     """Exercise 06-1: a retry predicate for `.with_retry(retry_if_exception_type=...)`, on real mock errors."""
     from helpers.backend import get_llm, make_chain
-    from helpers.mock_control import get_mock
+    from helpers.mock import get_mock
 
     if not callable(should_retry) or isinstance(should_retry, type):
         _fail("should_retry must be a function that takes an exception and returns True or False.")
@@ -267,7 +267,7 @@ async def check_tier_limiter(limiter: Any, chain: Runnable, *, rpm: int, tpm: in
     from langchain_core.output_parsers import StrOutputParser
 
     from helpers.backend import get_llm
-    from helpers.mock_control import get_mock
+    from helpers.mock import get_mock
     from helpers.reliability import TokenRateLimiter
     from helpers.runners import run_tracked
 
@@ -333,7 +333,7 @@ async def check_finish(finish: Callable[..., Any], *, n: int = 60) -> None:
     from pathlib import Path
 
     from helpers.backend import get_llm, make_chain
-    from helpers.mock_control import get_mock
+    from helpers.mock import get_mock
     from helpers.runners import run_to_jsonl
 
     if not inspect.iscoroutinefunction(finish):
@@ -417,7 +417,7 @@ _SENTENCES_TEMPLATE = "Write a few sentences about {topic}."
 def _sentence_task(topics: list[str], *callbacks: Any) -> tuple[Runnable, list[dict], list[str]]:
     """A mock chain asking for a few sentences per topic, its inputs, and the answers it will give."""
     from helpers.backend import get_llm, make_chain
-    from helpers.mock_server import reply_for
+    from helpers.mock import reply_for
 
     llm = get_llm(backend="mock")
     chain = make_chain(_SENTENCES_TEMPLATE, llm).with_config(callbacks=list(callbacks))
@@ -499,7 +499,7 @@ async def check_first_answers(first_answers: Callable[..., Any], *, n: int = 40,
 
 async def check_ttft_per_input(ttft_per_input: Callable[..., Any], *, n: int = 12) -> None:
     """Exercise 02-2: per-input TTFT from the merged stream, compared with the model's own TTFT."""
-    from helpers.mock_server import reply_for, split_into_pieces
+    from helpers.mock import reply_for, split_into_pieces
 
     if not inspect.iscoroutinefunction(ttft_per_input):
         _fail("Define the function with `async def`, so it can read the stream with `async for`.")
@@ -552,11 +552,11 @@ async def check_ttft_per_input(ttft_per_input: Callable[..., Any], *, n: int = 1
 def _mock_made_slow(prompts: list[str], tail_fraction: float) -> list[int]:
     """Indices of the prompts the mock makes slow on their first attempt (its tail roll)."""
     from helpers.backend import DEFAULT_MODEL
-    from helpers.mock_server import request_key, roll
+    from helpers.mock import request_key, roll
 
     seed = 0
     try:
-        from helpers.mock_control import get_mock
+        from helpers.mock import get_mock
 
         seed = get_mock().settings().seed
     except Exception:
@@ -571,7 +571,7 @@ def _mock_made_slow(prompts: list[str], tail_fraction: float) -> list[int]:
 async def check_find_stragglers(find_stragglers: Callable[..., Any], *, n: int = 200) -> None:
     """Exercise 03-1: indices whose latency is over factor × the median, from a BatchReport."""
     from helpers.backend import get_llm, translation_chain
-    from helpers.mock_control import get_mock
+    from helpers.mock import get_mock
     from helpers.runners import run_tracked
 
     mock = get_mock()
@@ -634,7 +634,7 @@ async def check_run_with_ttft(run_with_ttft: Callable[..., Any], *, n: int = 40)
     """Exercise 03-2: run_tracked with a streaming model and a RequestTimer, returning p99 TTFT."""
     from helpers.backend import get_llm, make_chain
     from helpers.metrics import percentile
-    from helpers.mock_server import reply_for, split_into_pieces
+    from helpers.mock import reply_for, split_into_pieces
     from helpers.runners import BatchReport, run_tracked
 
     if not inspect.iscoroutinefunction(run_with_ttft):
@@ -703,7 +703,7 @@ async def check_questions_from(questions_from: Callable[[Any], Any]) -> None:
     from pathlib import Path
 
     from helpers.backend import get_llm, translation_chain
-    from helpers.mock_server import reply_for
+    from helpers.mock import reply_for
     from helpers.runners import read_jsonl_results, run_to_jsonl
 
     lines = ["测试1\n", "\n", "  你好世界  \n", "数据\n", "   \n", "最后一行"]  # the last has no line break

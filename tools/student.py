@@ -15,8 +15,8 @@ metadata (`schema_version: 3`), so an instructor who uses nbgrader can run
 `# YOUR CODE HERE` + `raise NotImplementedError()` (as nbgrader does), exercise cells
 lose their outputs, and conceptual answers are removed. Lesson cells keep their outputs.
 
-    python -m helpers.student tag notebooks/*.ipynb          # (re)apply the metadata, in place
-    python -m helpers.student learner --out student notebooks/*.ipynb
+    python tools/student.py tag notebooks/*.ipynb          # (re)apply the metadata, in place
+    python tools/student.py learner --out student notebooks/*.ipynb
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def learner_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m helpers.student", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python tools/student.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     tag = sub.add_parser("tag", help="apply nbgrader metadata in place")
     tag.add_argument("notebooks", nargs="+", type=Path)

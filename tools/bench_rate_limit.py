@@ -10,8 +10,8 @@ run and as medians:
 
 A figure, not a test: the machine is shared, so read the medians.
 
-    .venv/bin/python tests/bench_rate_limit.py                      # defaults below
-    .venv/bin/python tests/bench_rate_limit.py --margin 0.95 --runs 5
+    .venv/bin/python tools/bench_rate_limit.py                      # defaults below
+    .venv/bin/python tools/bench_rate_limit.py --margin 0.95 --runs 5
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from helpers.backend import make_chain  # noqa: E402
-from helpers.mock_control import start_mock  # noqa: E402
+from helpers.mock import start_mock  # noqa: E402
 from helpers.reliability import TokenRateLimiter  # noqa: E402
 from helpers.runners import run_tracked  # noqa: E402
 from langchain_openai import ChatOpenAI  # noqa: E402

@@ -1,0 +1,3 @@
+from helpers.mock.server import main
+
+main()
