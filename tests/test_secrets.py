@@ -124,6 +124,10 @@ def produce_text(base_url: str, mock, tmp_path: Path) -> list[str]:
         texts.extend([summary.summary(), repr(summary), (tmp_path / "out.jsonl").read_text(encoding="utf-8")])
         async for event in stream_merged(streaming, inputs[:8], max_concurrency=4):
             texts.append(repr(event))
+        if base_url == mock.base_url:  # which requests fail above depends on timing: make sure a 5xx is among them
+            with mock.temporarily(reset=False, error_rate=1.0, rpm_limit=0):
+                failed = await run_tracked(plain, inputs[:2], max_concurrency=2, progress=False)
+            texts.extend(f"{f!r} {f}" for f in failed.failures)
 
     asyncio.run(main())
     return texts
