@@ -209,7 +209,7 @@ def test_permission_denied_as_the_os_would_say_it(chain, mock, tmp_path, monkeyp
     """Root may read and write any file, so here the OS's refusal is simulated at `open`."""
     import builtins
 
-    import helpers.runners as runners
+    import helpers.results_file as results_file
 
     path = tmp_path / "locked.jsonl"
     path.write_text('{"index": 0, "output": "0 + 1 = 1"}\n')
@@ -220,7 +220,7 @@ def test_permission_denied_as_the_os_would_say_it(chain, mock, tmp_path, monkeyp
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(runners, "open", refusing_open, raising=False)  # the module's name lookup finds it first
+    monkeypatch.setattr(results_file, "open", refusing_open, raising=False)  # the module's name lookup finds it first
     with pytest.raises(ValueError, match=r"cannot read .*locked.jsonl.* to resume from it: Permission denied"):
         run(run_to_jsonl(chain, sums(2), path, max_concurrency=2, progress=False))
     with pytest.raises(ValueError, match=r"cannot open .*locked.jsonl.* for writing: Permission denied"):

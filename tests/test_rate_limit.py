@@ -18,7 +18,8 @@ from langchain_openai import ChatOpenAI
 
 from helpers.backend import make_chain
 from helpers.mock import start_mock
-from helpers.reliability import RetryPolicy, TokenRateLimiter, describe_error, is_retryable
+from helpers.reliability import RetryPolicy, TokenRateLimiter, is_retryable
+from helpers.reports import describe_error
 from helpers.runners import run_tracked
 
 try:

@@ -28,7 +28,8 @@ from aiohttp import web
 
 from helpers.backend import get_llm, load_config, make_chain
 from helpers.mock import start_mock
-from helpers.reliability import RetryPolicy, TokenRateLimiter, describe_error
+from helpers.reliability import RetryPolicy, TokenRateLimiter
+from helpers.reports import describe_error
 from helpers.runners import run_to_jsonl, run_tracked, stream_merged
 
 REPO = Path(__file__).resolve().parent.parent
