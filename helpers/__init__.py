@@ -1,13 +1,37 @@
-"""Shared helpers for the Async Batch Workbook notebooks.
+"""The Async Batch Workbook's helpers: the code the lessons teach, and the machinery behind them.
 
-| module         | idea                                                        |
-| -------------- | ----------------------------------------------------------- |
-| backend        | which model the notebooks talk to (mock by default), chains |
-| mock_server    | the OpenAI-compatible mock model: every effect the notebooks show |
-| mock_control   | start/stop/configure the mock in its own process            |
-| runners        | batch runners: tracked, merged streaming, JSONL with resume |
-| metrics        | percentiles, Little's law, in-flight counts                 |
-| timing         | a callback that times each model call                       |
-| plots          | the notebooks' figures                                      |
-| seed           | the seed tutorial's code, bugs included, for comparison     |
+Read these (what the lessons teach, and the tools a learner calls):
+
+| module           | what it holds                                                              |
+| ---------------- | -------------------------------------------------------------------------- |
+| runners.py       | run_tracked, stream_merged, run_to_jsonl, over one worker-pool core         |
+| reliability.py   | invoke_robustly, RetryPolicy, TokenRateLimiter, which errors are retryable |
+| results_file.py  | the JSONL results file: scan, repair a torn last line, append, read back   |
+| reports.py       | what the runners return (BatchReport, StreamEvent, ...) and readable errors |
+| metrics.py       | percentiles, latency stats, in-flight timeline, slots busy, Little's law   |
+| timing.py        | RequestTimer: a callback that times every model call                       |
+| backend.py       | get_llm (the mock unless .env says otherwise), the seed's prompts and chains |
+| plots.py         | the notebooks' figures                                                     |
+| stream_board.py  | StreamBoard: many streams shown one line each                              |
+| seed_tutorial.py | the seed tutorial's code, bugs included, to run and measure                |
+
+Backstage (machinery: you need not read these to follow the lessons):
+
+| package          | what it holds                                                              |
+| ---------------- | -------------------------------------------------------------------------- |
+| mock/            | the fake OpenAI API, its own process: `python -m helpers.mock --port 8000`  |
+|   settings.py    | every setting of the mock, and what it does (one table)                    |
+|   replies.py     | the answers: a pure function of the prompt                                 |
+|   server.py      | the HTTP server: rate limits, injected faults, timing, streaming           |
+|   control.py     | get_mock, MockHandle (configure, stats, temporarily), record_stats         |
+| checks/          | the exercise checks, one module per lesson (`from helpers.checks import check_...`) |
+|   common.py      | what the checks share: ExerciseFailed, calling the learner's code          |
+|   lesson01.py ... lesson06.py | the checks of each lesson                                     |
+| bench/           | the measuring harness that lessons 04 and 05 and `make bench` call         |
+|   runners.py     | every way to push n inputs through a chain that the workbook compares      |
+|   measure.py     | run_once, and measure in a fresh process                                   |
+|   profile.py     | where the client's CPU goes, per library                                   |
+
+Scripts that are neither lessons nor tests (the `make bench` driver, the rate-limit and mock
+benchmarks, the learner-copy tool) live in the repository's `tools/` folder.
 """

@@ -1,6 +1,8 @@
 """Choose the model the notebooks talk to: the local mock (default), OpenAI, or any
 OpenAI-compatible server.
 
+A learner reads this: it is the one switch between the mock and a real API.
+
 Every notebook gets its model from `get_llm()`, so one setting moves all of them.
 The setting is read from environment variables first, then from the `.env` file at
 the root of the workbook:

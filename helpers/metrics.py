@@ -1,6 +1,8 @@
 """Small, dependency-free measurements for batch runs: percentiles, latency summaries,
 in-flight counts and Little's law.
 
+A learner reads this: every figure the lessons print is defined here.
+
 Structure
 - `percentile(values, q)`: the q-th percentile of a list, linear interpolation (like numpy's default).
 - `LatencyStats`: count, mean, p50/p95/p99 and max of a list of latencies (exact; keeps the list).

@@ -1,5 +1,7 @@
 """Figures used by the notebooks. Each function draws one figure and returns its Axes.
 
+A tool a learner calls; reading it is optional (it is only matplotlib).
+
 Notebooks end a plotting cell with `plt.show()`, so no `<Figure ...>` repr (which
 carries a memory address) lands in the stored outputs.
 """

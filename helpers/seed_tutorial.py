@@ -1,5 +1,7 @@
 """The seed tutorial's code, kept so the notebooks can run it and measure what goes wrong.
 
+A lesson prop: read it next to the seed, to see what the notebooks measure; never copy it.
+
 The seed is a Chinese tutorial on `abatch` ("实战代码_03_异步批处理与性能优化"). Its
 comments and printed messages are translated here; the logic is unchanged, bugs
 included. Do not copy these patterns: each notebook shows what goes wrong with them

@@ -1,5 +1,7 @@
 """Watch many streams at once in a notebook: one line per input, updated in place.
 
+A tool a learner calls (lesson 02); reading it is optional.
+
 Printing the tokens of `stream_merged` as they arrive mixes every answer into one unreadable
 line. `StreamBoard` gives each input its own line instead:
 

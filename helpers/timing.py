@@ -1,5 +1,7 @@
 """Record when each model call starts, gets its first token, and ends, without changing the chain.
 
+A learner reads this: lessons 01-03 use it to measure each request.
+
 `RequestTimer` is a LangChain callback handler. Pass it in the config of any
 `invoke` / `batch` / `abatch` / `astream` call and it notes, for every chat-model
 run, the start time, the first streamed token (if streaming) and the end time:
