@@ -36,12 +36,19 @@ def plot_measured_vs_ideal(
     ax: Axes | None = None,
 ) -> Axes:
     """Measured throughput against the ideal `concurrency / latency`, one point per concurrency."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(concurrency, ideal, "--", color="gray", label="ideal: concurrency / latency")
-    ax.plot(concurrency, measured, "o-", color="tab:blue", label="measured")
+    ax = _measured_and_ideal(ax, (6, 4), concurrency, measured, ideal, "ideal: concurrency / latency")
     ax.set(xlabel="max_concurrency", ylabel="requests per second", title=title)
     ax.legend()
+    return ax
+
+
+def _measured_and_ideal(ax: Axes | None, size: tuple[float, float], concurrency: Sequence[int],
+                        measured: Sequence[float], ideal: Sequence[float], ideal_label: str) -> Axes:
+    """Draw measured throughput and its Little's-law ideal on `ax` (a new figure of `size` if None)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=size)
+    ax.plot(concurrency, ideal, "--", color="gray", label=ideal_label)
+    ax.plot(concurrency, measured, "o-", color="tab:blue", label="measured")
     return ax
 
 
@@ -190,10 +197,7 @@ def plot_throughput_sweep(
     ax: Axes | None = None,
 ) -> Axes:
     """Measured requests/s against Little's-law ideal, log-log, with the ceilings as horizontal lines."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(concurrency, ideal, "--", color="gray", label="Little's law: C / L0")
-    ax.plot(concurrency, measured, "o-", color="tab:blue", label="measured")
+    ax = _measured_and_ideal(ax, (7, 4.5), concurrency, measured, ideal, "Little's law: C / L0")
     if rate_limit:
         ax.axhline(rate_limit, color="tab:red", linestyle=":", label="rate limit")
     if cpu_ceiling:
