@@ -1,5 +1,6 @@
-"""Tests for helpers.bench.measure: every runner runs and counts right, a fresh process works, the
-benchmark's target lines and the profile summary add up. Against a very fast mock (a few seconds)."""
+"""Tests for helpers.bench: every runner runs and counts right, a fresh process works, jsonl_job reads
+JSON Lines inputs, the profile summary adds up, and slots busy while inputs remain
+(helpers.metrics.slots_busy_while_refilling). Against a very fast mock (a few seconds)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ import json
 
 import pytest
 
-from helpers.bench.measure import (
+from helpers.bench import (
     RUNNERS,
-    _target_lines,
     cpu_by_package,
     cprofile_lines,
+    jsonl_job,
     make_inputs,
     measure,
     run_once,
-    slots_busy,
+    start_in_fresh_process,
 )
+from helpers.metrics import slots_busy_while_refilling
 from helpers.mock import start_mock
 
 
@@ -63,15 +65,18 @@ def test_measure_runs_in_a_fresh_process_and_reports_memory(mock):
     assert row["peak_rss_growth_mb"] is not None
 
 
-def test_target_lines():
-    rows = [{"runner": "abatch", "n": 10, "concurrency": 5, "throughput": 100.0},
-            {"runner": "run_tracked", "n": 10, "concurrency": 5, "throughput": 97.0},
-            {"runner": "run_to_jsonl", "n": 10, "concurrency": 5, "peak_traced_mb": 5.0},
-            {"runner": "run_to_jsonl", "n": 100, "concurrency": 5, "peak_traced_mb": 5.5}]
-    assert _target_lines(rows) == [
-        "target run_tracked / abatch at n=10, C=5: 0.970 (>= 0.95)",
-        "target run_to_jsonl peak_traced_mb at n=100 / n=10: 1.100 (<= 1.2)",
-    ]
+def test_jsonl_job_reads_one_input_dict_per_line(mock, tmp_path):
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text("".join(json.dumps({"text": f"行{i}"}, ensure_ascii=False) + "\n" for i in range(7)),
+                      encoding="utf-8")
+    out = tmp_path / "results.jsonl"
+    # In a fresh process, as lesson 04 runs it (one event loop per process: see helpers.bench.measure).
+    process = start_in_fresh_process(jsonl_job, mock.base_url, str(inputs), str(out), 3)
+    process.join(60)
+    assert process.exitcode == 0
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert sorted(record["index"] for record in records) == list(range(7))
+    assert all("output" in record for record in records)
 
 
 def test_profile_summaries():
@@ -87,8 +92,8 @@ def test_profile_summaries():
 
 def test_slots_busy_counts_only_the_window_while_inputs_remain():
     refilled = [(0.0, 1.0), (0.0, 1.0), (1.0, 2.0), (1.0, 2.5)]  # both slots refilled at once, then a drain
-    assert slots_busy(refilled, 2) == 1.0
+    assert slots_busy_while_refilling(refilled, 2) == 1.0
     waits_for_straggler = [(0.0, 1.0), (0.0, 3.0), (3.0, 4.0), (3.0, 4.0)]  # a chunk of 2 waits for its slowest
-    assert slots_busy(waits_for_straggler, 2) == pytest.approx(4 / 6)
-    assert slots_busy([(0.0, 1.0), (0.0, 2.0)], 2) is None  # everything started at once: no window
-    assert slots_busy([], 2) is None
+    assert slots_busy_while_refilling(waits_for_straggler, 2) == pytest.approx(4 / 6)
+    assert slots_busy_while_refilling([(0.0, 1.0), (0.0, 2.0)], 2) is None  # everything started at once: no window
+    assert slots_busy_while_refilling([], 2) is None

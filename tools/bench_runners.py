@@ -1,7 +1,7 @@
 """Benchmark: every batch runner of the workbook on the same inputs, against the mock, each run alone.
 
 `make bench` runs this. It starts the mock in its own process and measures, for each case below,
-these runners (`helpers.bench.measure.RUNNERS`) on the seed's inputs ("翻译成英文：测试i"):
+these runners (`helpers.bench.RUNNERS`) on the seed's inputs ("翻译成英文：测试i"):
 
     chain.batch · chain.abatch · chain.abatch_as_completed · the seed's HighPerformanceBatchProcessor
     · the seed's MemoryEfficientBatchProcessor (chunks of 1,000) · run_tracked · run_to_jsonl
@@ -17,7 +17,7 @@ again with a pool sized to the concurrency (`helpers.backend.pooled_http_client`
 | memory         | ~0 (speed 1000)   | 5,000, 50,000 | 100         | 1, tracemalloc on; at 50,000 only   |
 |                |                   |               |             | run_to_jsonl (it alone takes ~7 min)|
 
-How it measures (`helpers.bench.measure.measure`, the same code notebook 05 uses):
+How it measures (`helpers.bench.measure`, the same code notebooks 04 and 05 use):
 - every cell runs in a fresh process forked from a preloaded server, so its peak RSS and traced
   memory belong to that runner alone; the mock's counters are reset before each cell;
 - repeated cells run interleaved (A B C A B C ...), and the table shows the median with min-max;
@@ -36,8 +36,10 @@ during the run); peak traced memory (memory cells only); TCP connections the cli
 throughput as a ratio to chain.abatch (SDK pool) in the same round. With a finite n the last
 requests drain with fewer in flight, so even a perfect client stays below C / L: each latency
 case also prints that bound (simulated with the mock's jitter). So the latency-bound cells also
-show "busy": the share of the C slots that held a request from the first request's start to the
-last one's (from each request's start and end), which a perfect runner keeps at 100 % whatever n.
+show "busy" (the JSON key "slots_busy"): slots busy while inputs remain, the share of the C slots
+that held a request from the first request's start to the last one's *start*
+(`helpers.metrics.slots_busy_while_refilling`, from each request's start and end), which a perfect
+runner keeps at 100 % whatever n.
 
 The machine is shared and noisy: compare ratios within one run, and read the medians.
 
@@ -74,13 +76,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from helpers.bench.measure import (  # noqa: E402
-    CLIENTS,
-    RUNNERS,
-    latency_settings,
-    measure,
-    prepare_fresh_processes,
-)
+from helpers.bench import CLIENTS, RUNNERS, latency_settings, measure, prepare_fresh_processes  # noqa: E402
+from helpers.metrics import littles_law_throughput  # noqa: E402
 from helpers.mock import start_mock  # noqa: E402
 
 README = REPO / "README.md"
@@ -199,7 +196,7 @@ def _measure_cell(group: Group, runner: str, client: str, run: int, base_url: st
     try:
         row = measure(runner, group.n, group.concurrency, base_url=base_url, client=client,
                       trace_memory=group.trace_memory, record_intervals=group.case == "latency-bound")
-        row.pop("intervals", None)  # slots_busy is computed from them; the JSON keeps the figures only
+        row.pop("intervals", None)  # "slots_busy" is computed from them; the JSON keeps the figures only
     except Exception as exc:  # one broken cell must not lose the whole run
         row = {"runner": runner, "n": group.n, "concurrency": group.concurrency, "error": f"{type(exc).__name__}: {exc}"}
     row.update(case=group.case, client=client, run=run, cell_s=time.perf_counter() - started)
@@ -287,8 +284,7 @@ def ideal_for(group: Group, concurrency: int, rpm_limit: float) -> float | None:
     """Little's law: min(concurrency / mean latency, rate limit); None for the very fast mock."""
     if not group.latency:
         return None
-    ideal = concurrency / group.latency
-    return min(ideal, rpm_limit / 60) if rpm_limit else ideal
+    return littles_law_throughput(concurrency, group.latency, rpm_limit / 60 if rpm_limit else None)
 
 
 def summarise(group: Group, rpm_limit: float) -> list[dict[str, Any]]:
@@ -322,7 +318,7 @@ def summarise(group: Group, rpm_limit: float) -> list[dict[str, Any]]:
             "cpu_ms_per_request": median_of("cpu_ms_per_request"), "peak_rss_mb": median_of("peak_rss_mb"),
             "peak_rss_growth_mb": median_of("peak_rss_growth_mb"), "peak_traced_mb": median_of("peak_traced_mb"),
             "connections_opened": median_of("connections_opened"), "mean_latency_s": median_of("mean_latency_s"),
-            "slots_busy": median_of("slots_busy"),
+            "slots_busy": median_of("slots_busy"),  # slots busy while inputs remain (README: "busy")
         })
     return summaries
 
@@ -423,8 +419,8 @@ def markdown(plan: list[Group], summaries: list[dict[str, Any]], checks: list[di
         "(growth during the run). Conns: TCP connections the client opened (- for threads). The seed's "
         "MemoryEfficientBatchProcessor always runs 100 at a time, whatever the group's concurrency (its C column).",
         "",
-        "Busy (latency-bound cells): the share of the C slots holding a request from the first request's start "
-        "to the last one's, from each request's start and end (a LangChain callback; the raw SDK times its "
+        "Busy (latency-bound cells): slots busy while inputs remain, the share of the C slots holding a request "
+        "from the first request's start to the last one's start, from each request's start and end (a LangChain callback; the raw SDK times its "
         "own), so 100% means the runner refilled every slot at once while it had inputs. Efficiency also "
         "counts the drain after the last start, which no runner can avoid with a finite batch.",
     ]
