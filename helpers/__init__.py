@@ -23,6 +23,7 @@ Backstage (machinery: you need not read these to follow the lessons):
 |   settings.py    | every setting of the mock, and what it does (one table)                    |
 |   replies.py     | the answers: a pure function of the prompt                                 |
 |   server.py      | the HTTP server: rate limits, injected faults, timing, streaming           |
+|   wire.py        | OpenAI's wire format: error bodies, the chat.completion body, stream events |
 |   control.py     | get_mock, MockHandle (configure, stats, temporarily), record_stats         |
 | checks/          | the exercise checks, one module per lesson (`from helpers.checks import check_...`) |
 |   common.py      | what the checks share: ExerciseFailed, calling the learner's code          |

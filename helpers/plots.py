@@ -61,7 +61,7 @@ def plot_rate_vs_limit(
     window_seconds: float = 1.0,
     title: str = "Requests at the server over time, against what the limits allow",
 ) -> list[Axes]:
-    """One panel per run (a `mock_control.StatsTimeline`): how many requests had reached the server,
+    """One panel per run (a `helpers.mock.StatsTimeline`): how many requests had reached the server,
     been answered OK, and been answered 429, against the most the limits allow by then (a full bucket
     of `window_seconds` at the start, then the per-minute rate). The slope of each line is a rate."""
     fig, axes = plt.subplots(1, len(timelines), figsize=(5 * len(timelines), 4), squeeze=False)

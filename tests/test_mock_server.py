@@ -1,6 +1,6 @@
-"""Tests for helpers/mock/server.py and helpers/mock/control.py.
+"""Tests for the mock OpenAI server (helpers/mock/): its settings, replies, server and control.
 
-One mock server runs for the whole module (started through mock_control, like the notebooks do),
+One mock server runs for the whole module (started through helpers.mock.control, like the notebooks do),
 and every test talks to it through the real clients: the openai SDK and langchain's ChatOpenAI.
 Each test starts from the FAST settings below and zeroed stats.
 """
@@ -24,9 +24,20 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI
 
-from helpers import mock_control, mock_server
-from helpers.mock.control import get_mock, start_mock
-from helpers.mock.server import MockSettings, count_tokens, reply_for, request_key, roll
+import helpers.mock
+from helpers.metrics import approx_tokens
+from helpers.mock import (
+    MockSettings,
+    count_tokens,
+    get_mock,
+    reply_for,
+    request_key,
+    roll,
+    split_into_pieces,
+    start_mock,
+)
+from helpers.mock import control as mock_control
+from helpers.mock.server import format_duration
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "gpt-4o-mini"
@@ -105,13 +116,22 @@ def test_reply_for_other_prompts_is_deterministic_and_10_to_60_words():
 def test_count_tokens_and_pieces():
     assert [count_tokens(t) for t in ["", "abcd", "abcde", "测试"]] == [1, 1, 2, 2]
     text = reply_for(MODEL, user("Tell me a story"))
-    assert "".join(mock_server.split_into_pieces(text)) == text
-    assert mock_server.split_into_pieces("3 + 4 = 7") == ["3", " +", " 4", " =", " 7"]
+    assert "".join(split_into_pieces(text)) == text
+    assert split_into_pieces("3 + 4 = 7") == ["3", " +", " 4", " =", " 7"]
+
+
+def test_the_package_exports_what_other_code_imports():
+    wanted = {"MockHandle", "StatsTimeline", "get_mock", "record_stats", "start_mock", "MockSettings",
+              "count_prompt_tokens", "count_tokens", "reply_for", "request_key", "roll", "split_into_pieces"}
+    assert wanted <= set(helpers.mock.__all__)
+    assert all(hasattr(helpers.mock, name) for name in helpers.mock.__all__)
+    assert count_tokens is approx_tokens  # one token estimate, for the mock and the lessons
 
 
 def test_settings_validation():
     assert MockSettings.from_env({"MOCK_TTFT": "0.1", "MOCK_RPM_LIMIT": "500"}) == MockSettings(ttft=0.1, rpm_limit=500)
-    for bad in [dict(ttft=-1), dict(speed=0), dict(error_rate=1.5), dict(rpm_limit=1.5), dict(ttft="fast")]:
+    for bad in [dict(ttft=-1), dict(speed=0), dict(error_rate=1.5), dict(rpm_limit=1.5), dict(ttft="fast"),
+                dict(seed=True), dict(ttft=None)]:
         with pytest.raises(ValueError):
             MockSettings(**bad)
     with pytest.raises(ValueError, match="valid names: ttft, tokens_per_second"):
@@ -119,7 +139,7 @@ def test_settings_validation():
 
 
 def test_format_duration():
-    assert [mock_server.format_duration(s) for s in [0.12, 1.5, 12.3456, 360]] == ["120ms", "1.5s", "12.346s", "6m0s"]
+    assert [format_duration(s) for s in [0.12, 1.5, 12.3456, 360]] == ["120ms", "1.5s", "12.346s", "6m0s"]
 
 
 # ---------------------------------------------------------------- through the openai SDK
@@ -400,13 +420,13 @@ def test_server_listens_on_loopback_only(mock):
 
 
 def test_cli_ready_line_and_exit_with_parent():
-    process = subprocess.Popen([sys.executable, "-m", "helpers.mock.server", "--port", "0", "--exit-with-parent"],
+    process = subprocess.Popen([sys.executable, "-m", "helpers.mock", "--port", "0", "--exit-with-parent"],
                                cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     line = process.stdout.readline().decode()
     assert re.fullmatch(r"Mock OpenAI server: http://127\.0\.0\.1:\d+/v1\n", line)
     process.stdin.close()
     assert process.wait(timeout=5) == 0
-    bad = subprocess.run([sys.executable, "-m", "helpers.mock.server", "--ttft", "-1"], cwd=REPO,
+    bad = subprocess.run([sys.executable, "-m", "helpers.mock", "--ttft", "-1"], cwd=REPO,
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "ttft" in bad.stderr
 

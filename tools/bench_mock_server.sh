@@ -3,7 +3,7 @@
 #
 #   bash tools/bench_mock_server.sh [seconds per run, default 5] [connections, default 64]
 #
-# Starts `python -m helpers.mock.server --port 0 --speed 1e9` (every delay ~0), drives it with wrk
+# Starts `python -m helpers.mock --port 0 --speed 1e9` (every delay ~0), drives it with wrk
 # (a separate process, 1 thread, so the 2 cores are split: 1 for wrk, 1 for the server), 3 runs,
 # and prints each run's requests/s and the median. The prompts vary (a counter), half translations
 # and half longer free-form replies, so the server's answer cache does not hide the work.
@@ -24,7 +24,7 @@ work="$(mktemp -d)"
 cleanup() { [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-PYTHONPATH=. "$PYTHON" -m helpers.mock.server --port 0 --speed 1e9 >"$work/ready" 2>"$work/stderr" &
+PYTHONPATH=. "$PYTHON" -m helpers.mock --port 0 --speed 1e9 >"$work/ready" 2>"$work/stderr" &
 server_pid=$!
 for _ in $(seq 100); do grep -q "Mock OpenAI server" "$work/ready" && break; sleep 0.1; done
 base_url="$(sed -n 's/^Mock OpenAI server: //p' "$work/ready")"

@@ -1,6 +1,7 @@
-"""Start the mock OpenAI server (helpers/mock/server.py) in its own process and control it.
+"""Start the mock OpenAI server (server.py) in its own process and control it (backstage: a
+learner calls ``get_mock`` and ``MockHandle``'s methods, but need not read how they work).
 
-    from helpers.mock.control import get_mock
+    from helpers.mock import get_mock
     mock = get_mock()                  # started once per Python process, stopped at exit
     mock.base_url                      # "http://127.0.0.1:PORT/v1", for ChatOpenAI(base_url=...)
     mock.configure(rpm_limit=500)      # change settings of the running server
@@ -41,7 +42,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from helpers.mock.server import MockSettings
+from helpers.mock.settings import MockSettings
 
 REPO = Path(__file__).resolve().parents[2]
 READY_LINE = "Mock OpenAI server: "
@@ -179,7 +180,6 @@ def _read_line(stream: Any, timeout: float) -> str:
     reader.start()
     reader.join(timeout)
     return lines[0].decode() if lines else ""
-
 
 
 @dataclass

@@ -1,35 +1,17 @@
-"""A mock OpenAI chat-completions server: real HTTP, fake model.
+"""The mock OpenAI chat-completions server: real HTTP, fake model (backstage: a learner need not
+read this to follow the lessons; every setting and its effect is listed in ``settings.py``).
 
 The notebooks talk to this server through the real ``ChatOpenAI`` client, so every effect they
 show (latency, streaming, 429s, retries, timeouts, dropped connections) comes from the code
-below. Answers are a pure function of the prompt, so stored notebook outputs can be checked.
-
-Settings (``MockSettings``). Set each one as a CLI flag (``--rpm-limit 500``), an environment
-variable (``MOCK_RPM_LIMIT=500``), or from Python (``handle.configure(rpm_limit=500)``):
-
-| setting           | default | what it does                                                        |
-| ----------------- | ------- | ------------------------------------------------------------------- |
-| ttft              | 0.4     | seconds until the first token (time to first token)                 |
-| tokens_per_second | 60.0    | how fast the tokens after the first one come                        |
-| jitter            | 0.2     | each delay is multiplied by uniform(1 - jitter, 1 + jitter)         |
-| tail_fraction     | 0.0     | fraction of requests that are slow (the "long tail")                |
-| tail_multiplier   | 5.0     | how many times slower such a tail request is                        |
-| speed             | 1.0     | divides every delay above (not rate limits, not hang_seconds)       |
-| rpm_limit         | 0       | requests per minute (0 = no limit)                                  |
-| tpm_limit         | 0       | tokens per minute (0 = no limit)                                    |
-| limit_window      | 1.0     | the per-minute limits are enforced on this many seconds (see below) |
-| error_rate        | 0.0     | fraction of attempts answered with a 500 or 503 error (half each)   |
-| hang_rate         | 0.0     | fraction of attempts that wait hang_seconds before answering        |
-| hang_seconds      | 600.0   | how long a hang lasts                                               |
-| drop_rate         | 0.0     | fraction of attempts whose connection is closed half-way            |
-| seed              | 0       | another seed picks other requests for faults and tails              |
+below. Answers are a pure function of the prompt (``replies.py``), so stored outputs can be checked.
 
 How a request to ``POST /v1/chat/completions`` is handled (``MockServer._chat_completions``):
 
 1. Read the JSON body (400 if it is not JSON or has no messages). Work out the answer with
    ``reply_for`` and the token counts with ``count_tokens``.
-2. Rate limiter: one token bucket for requests and one for tokens. If a bucket is short,
-   answer 429 with ``retry-after`` headers. A rejected request costs nothing.
+2. Rate limiter: one token bucket for requests and one for tokens (sized as ``settings.py``
+   explains). If a bucket is short, answer 429 with ``retry-after`` headers. A rejected request
+   costs nothing.
 3. Attempt count: ``attempt`` = how many times this request (same model and messages) has
    already got past the rate limiter; 0 the first time.
 4. Fault roll: ``roll(seed, kind, request_key, attempt)`` is a number in [0, 1) that looks
@@ -38,224 +20,42 @@ How a request to ``POST /v1/chat/completions`` is handled (``MockServer._chat_co
 5. Timing: latency = ttft + completion_tokens / tokens_per_second, times jitter (and
    tail_multiplier for a tail request), divided by speed.
 6. Answer: one JSON body after the whole latency, or a stream of server-sent events: the
-   first token after ttft, then one event per token.
-
-Rate limits work like OpenAI's: a per-minute limit is enforced on a short window. The bucket
-holds ``limit * limit_window / 60`` and refills at ``limit / 60`` per second, starting full. A
-request costs 1 request and prompt_tokens + max_tokens (or the reply's tokens if max_tokens is
-not given) tokens. A request bigger than a whole bucket gets in only when the bucket is full.
+   first token after ttft, then one event per token (their JSON shapes: ``wire.py``).
 
 Other endpoints: ``GET /v1/models``, and for notebooks and tests ``GET/POST /mock/settings``,
 ``POST /mock/reset`` and ``GET /mock/stats``. Start it with
-``python -m helpers.mock.server --port 8000 --ttft 0.1``; ``helpers.mock.control`` starts it for
-the notebooks.
+``python -m helpers.mock --port 8000 --ttft 0.1``; ``helpers.mock.control`` starts it for the
+notebooks.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import hashlib
 import itertools
 import json
 import math
 import os
 import random
-import re
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
-from typing import Any
 
 from aiohttp import web
+
+from helpers.mock.replies import count_prompt_tokens, reply_pieces, stable_hash
+from helpers.mock.settings import MockSettings
+from helpers.mock.wire import error_response, json_answer, server_error, stream_events
+
+__all__ = ["MockServer", "RateLimiter", "format_duration", "main", "make_app", "request_key", "roll",
+           "roll_faults", "serve"]
 
 HOST = "127.0.0.1"
 DEFAULT_MODEL = "gpt-4o-mini"
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1-nano")
 MIN_SLEEP = 0.001  # shorter delays are skipped: asyncio cannot sleep that precisely anyway
 STREAM_TICK = 0.05  # a stream wakes at most this often; tokens due meanwhile share one write
-
-
-# ---------------------------------------------------------------- settings
-
-
-@dataclass
-class MockSettings:
-    """Everything that shapes the mock's behaviour; see the table in the module docstring."""
-
-    ttft: float = 0.4
-    tokens_per_second: float = 60.0
-    jitter: float = 0.2
-    tail_fraction: float = 0.0
-    tail_multiplier: float = 5.0
-    speed: float = 1.0
-    rpm_limit: int = 0
-    tpm_limit: int = 0
-    limit_window: float = 1.0
-    error_rate: float = 0.0
-    hang_rate: float = 0.0
-    hang_seconds: float = 600.0
-    drop_rate: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = _to_number(f.name, f.type, getattr(self, f.name))
-            low, high = _RANGES.get(f.name, (0.0, math.inf))
-            if not low <= value <= high or (f.name in _POSITIVE and value == 0):
-                raise ValueError(f"mock setting {f.name}={value} is out of range [{low}, {high}]")
-            setattr(self, f.name, value)
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str]) -> MockSettings:
-        """Settings from MOCK_* variables (MOCK_TTFT, MOCK_RPM_LIMIT, ...); defaults for the rest."""
-        found = {name: environ[f"MOCK_{name.upper()}"] for name in cls.names()
-                 if f"MOCK_{name.upper()}" in environ}
-        return cls(**found)
-
-    def updated(self, **changes: Any) -> MockSettings:
-        """A copy with some settings changed; unknown names or bad values raise ValueError."""
-        unknown = sorted(set(changes) - set(self.names()))
-        if unknown:
-            raise ValueError(f"unknown mock setting(s) {unknown}; valid names: {', '.join(self.names())}")
-        return dataclasses.replace(self, **changes)
-
-
-_RANGES = {"jitter": (0.0, 1.0), "tail_fraction": (0.0, 1.0), "tail_multiplier": (1.0, math.inf),
-           "error_rate": (0.0, 1.0), "hang_rate": (0.0, 1.0), "drop_rate": (0.0, 1.0),
-           "seed": (-math.inf, math.inf)}
-_POSITIVE = {"tokens_per_second", "speed", "limit_window"}  # must be > 0, not just >= 0
-
-
-def _to_number(name: str, kind: str, value: Any) -> float | int:
-    """Turn "0.4", 0.4 or 500.0 into the setting's type (float or int), or raise ValueError."""
-    try:
-        number = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
-        number = math.nan
-    if math.isnan(number) or (kind == "int" and number != int(number)):
-        raise ValueError(f"mock setting {name} must be a{'n integer' if kind == 'int' else ' number'}, "
-                         f"got {value!r}")
-    return int(number) if kind == "int" else number
-
-
-# ---------------------------------------------------------------- answers
-
-
-_WORDS = {"测试": "test", "你好": "hello", "世界": "world", "谢谢": "thank you", "早上好": "good morning",
-          "晚安": "good night", "苹果": "apple", "数据": "data", "模型": "model", "批处理": "batch processing",
-          "异步": "asynchronous", "并发": "concurrency", "文本": "text", "问题": "question", "答案": "answer",
-          "我": "I", "你": "you", "是": "am", "好": "good", "猫": "cat", "狗": "dog", "书": "book"}
-_LONGEST_FIRST = sorted(_WORDS, key=len, reverse=True)  # so "早上好" wins over "好"
-_PUNCTUATION = {"，": ",", "。": ".", "？": "?", "！": "!", "：": ":", "；": ";", "、": ","}
-_MADE_UP = ("river", "morning", "light", "story", "garden", "system", "friend", "market", "window",
-            "quiet", "travel", "letter", "music", "city", "paper", "bridge")
-_SENTENCES = (
-    "Here is a short answer to your question.",
-    "The main idea is simple once you see it in one example.",
-    "It helps to start small and measure before changing anything.",
-    "Most of the time the first step is the hardest one.",
-    "A good rule of thumb is to keep each part easy to check.",
-    "There are a few ways to look at this, and each has trade-offs.",
-    "In practice, the details depend on what you need it for.",
-    "If you try it, write down what happened so you can compare later.",
-    "The same approach works for larger cases with little change.",
-    "That is the short version; the long version adds more examples.",
-    "Keep the inputs the same and the results will be the same too.",
-    "Let me know if you want a step by step explanation.",
-)
-_TRANSLATE = re.compile(r"^(?:翻译成英文|翻译|translate(?: this)? (?:in)?to english)\s*[:：]\s*(.+)$", re.I | re.S)
-_ARITHMETIC = re.compile(r"^(?:计算|compute|calculate|what is|what's)?\s*(-?\d+)\s*([-+*×])\s*(-?\d+)\s*[?？]?$", re.I)
-_PIECE = re.compile(r"\s?[A-Za-z]+|\s?\d{1,3}|\s?[^\sA-Za-z\d]|\s+")  # word-ish pieces, like tokens
-
-
-def stable_hash(*parts: object) -> int:
-    """A 64-bit hash that is the same in every process (Python's hash() of a str is not)."""
-    data = "\x1f".join(map(str, parts)).encode()
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
-
-
-def reply_for(model: str, messages: list[dict]) -> str:
-    """The mock's answer: a pure function of the last user message (the model is ignored)."""
-    return _answer(_last_user_text(messages).strip())[0]
-
-
-def count_tokens(text: str) -> int:
-    """Approximate tokens: one per 4 bytes of UTF-8, at least 1 (consistent, not tiktoken)."""
-    return max(1, math.ceil(len(text.encode("utf-8")) / 4))
-
-
-def count_prompt_tokens(messages: list[dict]) -> int:
-    """Prompt tokens: each message's content plus 3 for its framing, plus 3 for the reply's priming."""
-    return sum(count_tokens(_text_of(m)) + 3 for m in messages) + 3
-
-
-def split_into_pieces(text: str) -> list[str]:
-    """Split a reply into word-ish pieces; one piece = one streamed token (they join back to text)."""
-    return _PIECE.findall(text)
-
-
-@lru_cache(maxsize=8192)
-def _answer(text: str) -> tuple[str, tuple[str, ...]]:
-    """(reply, pieces) for the last user message; cached because batches repeat prompts."""
-    if match := _TRANSLATE.match(text):
-        reply = translate(match.group(1))
-    elif match := _ARITHMETIC.match(text):
-        a, op, b = int(match.group(1)), match.group(2), int(match.group(3))
-        result = a + b if op == "+" else a - b if op == "-" else a * b
-        reply = f"{a} {op} {b} = {result}"
-    else:
-        reply = _plausible_reply(text)
-    return reply, tuple(split_into_pieces(reply))
-
-
-def translate(text: str) -> str:
-    """Word-by-word 'translation': known Chinese words from a small dict, others made up."""
-    parts, i = [], 0
-    while i < len(text):
-        word = next((w for w in _LONGEST_FIRST if text.startswith(w, i)), None)
-        if word:
-            parts.append(" " + _WORDS[word])
-            i += len(word)
-        elif "\u4e00" <= text[i] <= "\u9fff":  # an unknown Chinese character: 2 chars -> 1 word
-            parts.append(" " + _MADE_UP[stable_hash(text[i:i + 2]) % len(_MADE_UP)])
-            i += 2
-        else:  # digits, Latin letters, spaces and punctuation pass through
-            parts.append(_PUNCTUATION.get(text[i], text[i]))
-            i += 1
-    result = re.sub(r"\s+", " ", "".join(parts)).strip()
-    return result[:1].upper() + result[1:]
-
-
-def _plausible_reply(text: str) -> str:
-    """10 to 60 words of hash-chosen sentences: the same text always gets the same reply."""
-    target, words, k = 10 + stable_hash(text) % 51, [], 0
-    while len(words) < target:
-        sentence = _SENTENCES[stable_hash(text, k) % len(_SENTENCES)].split()
-        if len(words) >= 10 and len(words) + len(sentence) > 60:
-            break
-        words += sentence
-        k += 1
-    return " ".join(words)
-
-
-def _text_of(message: dict) -> str:
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, list):  # content parts: [{"type": "text", "text": "..."}, ...]
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return content if isinstance(content, str) else ""
-
-
-def _last_user_text(messages: list[dict]) -> str:
-    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    return _text_of(users[-1]) if users else ""
 
 
 # ---------------------------------------------------------------- rate limits, faults, timing
@@ -357,6 +157,7 @@ class Faults:
 
 
 def roll_faults(settings: MockSettings, key: str, attempt: int) -> Faults:
+    """What goes wrong with this attempt of the request `key`: one roll per kind of fault."""
     s = settings
     error = roll(s.seed, "error", key, attempt)
     return Faults(error_status=None if error >= s.error_rate else 500 if error < s.error_rate / 2 else 503,
@@ -377,6 +178,7 @@ class Timing:
 
 
 def timing_for(settings: MockSettings, is_tail: bool) -> Timing:
+    """This answer's delays: the settings' latency with fresh jitter, slower for a tail request."""
     scale = (settings.tail_multiplier if is_tail else 1.0) / settings.speed
     jitter = settings.jitter
     return Timing(ttft=settings.ttft * scale * random.uniform(1 - jitter, 1 + jitter),
@@ -385,7 +187,7 @@ def timing_for(settings: MockSettings, is_tail: bool) -> Timing:
 
 @dataclass
 class Stats:
-    """Counters served at GET /mock/stats."""
+    """Counters served at GET /mock/stats, since the last reset."""
 
     requests: int = 0
     ok: int = 0
@@ -436,7 +238,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest | web.Response:
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
         return error_response(400, f"Invalid 'max_tokens': {max_tokens!r}.", "invalid_request_error",
                               param="max_tokens")
-    pieces = _answer(_last_user_text(body["messages"]).strip())[1]
+    pieces = reply_pieces(body["messages"])
     cut = max_tokens is not None and len(pieces) > max_tokens
     return ChatRequest(model=str(body.get("model") or DEFAULT_MODEL), messages=body["messages"],
                        stream=bool(body.get("stream")),
@@ -444,18 +246,6 @@ def parse_chat_request(raw: bytes) -> ChatRequest | web.Response:
                        max_tokens=max_tokens, pieces=pieces[:max_tokens] if cut else pieces,
                        finish_reason="length" if cut else "stop",
                        prompt_tokens=count_prompt_tokens(body["messages"]))
-
-
-def error_response(status: int, message: str, kind: str, code: str | None = None,
-                   param: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
-    """An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return web.json_response(body, status=status, headers=headers)
-
-
-def sse(data: dict) -> bytes:
-    """One server-sent event."""
-    return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
 
 
 async def sleep(seconds: float) -> None:
@@ -509,7 +299,7 @@ class MockServer:
         if faults.error_status:
             self.stats.errors_injected += 1
             await sleep(timing.ttft)
-            return self._server_error(faults.error_status, headers)
+            return server_error(faults.error_status, headers)
         if faults.hang:
             self.stats.hangs_injected += 1
             await asyncio.sleep(self.settings.hang_seconds)
@@ -520,7 +310,8 @@ class MockServer:
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                                    "Cache-Control": "no-cache", **headers})
             await response.prepare(request)
-            events = stream_events(chat, common)
+            events = stream_events(common, chat.pieces, chat.finish_reason,
+                                   chat.usage() if chat.include_usage else None)
             if faults.drop:  # only the first half of the tokens
                 events = events[:len(chat.pieces) // 2] or events[:1]
             try:
@@ -529,7 +320,7 @@ class MockServer:
                 return response
         else:
             await sleep(timing.total(len(chat.pieces)) / (2 if faults.drop else 1))
-            response = json_answer(chat, common, headers)
+            response = json_answer(common, chat.pieces, chat.finish_reason, chat.usage(), headers)
         if faults.drop:
             self.stats.drops_injected += 1
             request.protocol.force_close()  # close the TCP connection without ending the HTTP response
@@ -538,12 +329,6 @@ class MockServer:
         self.stats.prompt_tokens += chat.prompt_tokens
         self.stats.completion_tokens += len(chat.pieces)
         return response
-
-    def _server_error(self, status: int, headers: dict[str, str]) -> web.Response:
-        if status == 500:
-            return error_response(500, "The server had an error while processing your request. Sorry about that!",
-                                  "server_error", headers=headers)
-        return error_response(503, "The server is overloaded or not ready yet.", "server_error", headers=headers)
 
     def _rate_limited(self, model: str, limit: Limit, amount: int, wait: float) -> web.Response:
         unit = "RPM" if limit.kind == "requests" else "TPM"
@@ -582,30 +367,6 @@ class MockServer:
 
     async def not_found(self, request: web.Request) -> web.Response:
         return error_response(404, f"Invalid URL ({request.method} {request.path})", "invalid_request_error")
-
-
-def json_answer(chat: ChatRequest, common: dict, headers: dict[str, str]) -> web.Response:
-    """The whole answer as one chat.completion JSON body."""
-    message = {"role": "assistant", "content": "".join(chat.pieces), "refusal": None}
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": chat.finish_reason}
-    body = {**common, "object": "chat.completion", "choices": [choice], "usage": chat.usage()}
-    return web.Response(body=json.dumps(body, ensure_ascii=False).encode(), content_type="application/json",
-                        headers=headers)
-
-
-def stream_events(chat: ChatRequest, common: dict) -> list[bytes]:
-    """The SSE events of a streamed answer, one per token; event i is due at ttft + i * interval."""
-    def chunk(delta: dict, finish_reason: str | None = None) -> dict:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return {**common, "object": "chat.completion.chunk", "choices": [choice]}
-
-    events = [sse(chunk({"content": piece})) for piece in chat.pieces]
-    last = sse(chunk({}, chat.finish_reason))
-    if chat.include_usage:
-        last += sse({**common, "object": "chat.completion.chunk", "choices": [], "usage": chat.usage()})
-    events.append(last + b"data: [DONE]\n\n")
-    events[0] = sse(chunk({"role": "assistant", "content": ""})) + events[0]
-    return events
 
 
 async def write_on_time(response: web.StreamResponse, events: list[bytes], timing: Timing) -> None:
