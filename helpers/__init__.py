@@ -8,6 +8,7 @@ Read these (what the lessons teach, and the tools a learner calls):
 | reliability.py   | invoke_robustly, RetryPolicy, TokenRateLimiter, which errors are retryable |
 | results_file.py  | the JSONL results file: scan, repair a torn last line, append, read back   |
 | reports.py       | what the runners return (BatchReport, StreamEvent, ...) and readable errors |
+| claims.py        | claim: print a conclusion as a checked verdict; interleaved medians       |
 | metrics.py       | percentiles, latency stats, in-flight timeline, slots busy, Little's law   |
 | timing.py        | RequestTimer: a callback that times every model call                       |
 | backend.py       | get_llm (the mock unless .env says otherwise), the seed's prompts and chains |
