@@ -131,6 +131,7 @@ class BatchReport(_Readable):
     peak_in_flight: int
     max_concurrency: int
     latency: LatencyStats
+    inputs_error: str | None = None  # set when the inputs iterable raised: results hold what finished before
 
     @property
     def ok(self) -> int:
@@ -159,7 +160,8 @@ class BatchReport(_Readable):
                        ("wall time", format_seconds(self.wall_time)), ("throughput", f"{self.throughput:.1f} req/s"),
                        ("latency", self.latency.line()),
                        ("in flight", f"peak {self.peak_in_flight} (limit {self.max_concurrency}) · mean {self.mean_in_flight:.1f}"),
-                       *([("failures", failures)] if failures else [])])
+                       *([("failures", failures)] if failures else []),
+                       *([("stopped early", self.inputs_error)] if self.inputs_error else [])])
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import asyncio
 import math
 import os
 import time
+import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,7 @@ from .reliability import RetryPolicy, TokenRateLimiter, invoke_robustly
 from .reports import BatchReport, Failure, JsonlSummary, Progress, StreamEvent, describe_error
 from .results_file import ResultsFile, check_output_path, read_jsonl_results
 
-__all__ = ["run_pool", "attempt", "Failure", "BatchReport", "run_tracked", "StreamEvent", "stream_merged",
+__all__ = ["run_pool", "attempt", "ChainCancelled", "Failure", "BatchReport", "run_tracked", "StreamEvent", "stream_merged",
            "JsonlSummary", "run_to_jsonl", "read_jsonl_results"]
 
 # ------------------------------------------------------------------ 1. Arguments, checked before any work
@@ -125,6 +126,18 @@ class Outcome:
     end: float
 
 
+class ChainCancelled(Exception):
+    """The chain raised asyncio.CancelledError itself, though nothing cancelled the run."""
+
+
+def _cancelled_from_inside(exc: asyncio.CancelledError) -> ChainCancelled:
+    """Re-raise a real cancel (someone cancelled our task); turn one the chain raised into a failure."""
+    task = asyncio.current_task()
+    if task is None or task.cancelling():
+        raise exc
+    return ChainCancelled("the chain raised CancelledError itself, though nothing cancelled the run")
+
+
 async def attempt(job: Job, index: int, item: Any) -> Outcome:
     """Run one input through the job's chain with its limiter, timeout and retries; never raises an Exception."""
     start = time.perf_counter()
@@ -132,18 +145,28 @@ async def attempt(job: Job, index: int, item: Any) -> Outcome:
     if problem:  # only lazy inputs get here: a list was checked whole
         output, error, attempts = None, ValueError(problem), 0
     else:
-        output, error, attempts = await invoke_robustly(job.chain, item, job.config, job.retry, job.timeout,
-                                                        job.limiter)
+        try:
+            output, error, attempts = await invoke_robustly(job.chain, item, job.config, job.retry, job.timeout,
+                                                            job.limiter)
+        except asyncio.CancelledError as exc:
+            output, error, attempts = None, _cancelled_from_inside(exc), 1
     return Outcome(index, output, error, attempts, start, time.perf_counter())
 
 
-def _puller(items: Iterable[Any] | AsyncIterable[Any]) -> Callable[[], Awaitable[tuple[int, Any] | None]]:
-    """An async function returning the next (index, input), or None at the end; safe for many workers."""
+def _puller(items: Iterable[Any] | AsyncIterable[Any],
+            failed: list[Exception]) -> Callable[[], Awaitable[tuple[int, Any] | None]]:
+    """An async function returning the next (index, input), or None at the end; safe for many workers.
+
+    If the iterator raises, the error goes into `failed` and every later pull returns None."""
     if not isinstance(items, AsyncIterable):
         numbered = enumerate(items)
 
         async def pull_sync() -> tuple[int, Any] | None:
-            return next(numbered, None)
+            try:
+                return None if failed else next(numbered, None)
+            except Exception as exc:
+                failed.append(exc)
+                return None
 
         return pull_sync
     iterator, lock, count = aiter(items), asyncio.Lock(), [0]  # two workers may not advance it at once
@@ -151,8 +174,12 @@ def _puller(items: Iterable[Any] | AsyncIterable[Any]) -> Callable[[], Awaitable
     async def pull_async() -> tuple[int, Any] | None:
         async with lock:
             try:
-                item = await anext(iterator)
+                item = None if failed else await anext(iterator)
             except StopAsyncIteration:
+                return None
+            except Exception as exc:
+                failed.append(exc)
+            if failed:
                 return None
             count[0] += 1
             return count[0] - 1, item
@@ -164,9 +191,11 @@ async def run_pool(items: Iterable[Any] | AsyncIterable[Any], workers: int,
                    handle: Callable[[int, Any], Awaitable[None]]) -> None:
     """`workers` tasks pull (index, input) from one iterator and await `handle` on each, until it is empty.
 
-    If one raises (the iterator itself, or `handle`), or we are cancelled, the others are cancelled too.
+    If `handle` raises, or we are cancelled, the others are cancelled too. If the iterator raises, no
+    input is taken after it, the inputs already taken finish, and then its error is raised.
     """
-    pull = _puller(items)
+    failed: list[Exception] = []
+    pull = _puller(items, failed)
 
     async def worker() -> None:
         while (pulled := await pull()) is not None:
@@ -179,6 +208,8 @@ async def run_pool(items: Iterable[Any] | AsyncIterable[Any], workers: int,
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    if failed:
+        raise failed[0]
 
 
 # ------------------------------------------------------------------ 3. run_tracked: results in input order
@@ -199,8 +230,12 @@ async def run_tracked(chain: Any, inputs: Iterable[Any], *, max_concurrency: int
     async def handle(index: int, item: Any) -> None:
         outcomes[index] = await meter.track(attempt(job, index, item))
 
+    inputs_error = None
     try:
         await run_pool(job.items, job.workers, handle)
+    except Exception as exc:  # the inputs iterable raised: keep and return what finished
+        inputs_error = f"the inputs raised {type(exc).__name__} after {len(outcomes)}: {describe_error(exc)}"
+        warnings.warn(f"run_tracked stopped early: {inputs_error}", stacklevel=2)
     finally:
         meter.bar.close()
     wall_time = time.perf_counter() - t0
@@ -209,7 +244,7 @@ async def run_tracked(chain: Any, inputs: Iterable[Any], *, max_concurrency: int
                 for o in ordered if o.error is not None]
     intervals = [(o.start - t0, o.end - t0) for o in ordered]
     return BatchReport([o.output for o in ordered], failures, intervals, wall_time, meter.peak, max_concurrency,
-                       LatencyStats.from_values([o.end - o.start for o in ordered]))
+                       LatencyStats.from_values([o.end - o.start for o in ordered]), inputs_error)
 
 
 # ------------------------------------------------------------------ 4. stream_merged: many streams, one queue
@@ -246,7 +281,9 @@ async def _stream_one(job: Job, index: int, item: Any, emit: Callable[[StreamEve
                 ttft = time.perf_counter() - start if ttft is None else ttft
                 parts.append(text)
                 await emit(StreamEvent(index, "token", text))
-    except Exception as exc:
+    except (Exception, asyncio.CancelledError) as exc:
+        if isinstance(exc, asyncio.CancelledError):
+            exc = _cancelled_from_inside(exc)
         message = f"{type(exc).__name__}: {describe_error(exc)}"
         await emit(StreamEvent(index, "error", "".join(parts), message, ttft, time.perf_counter() - start))
         return
@@ -292,38 +329,46 @@ async def run_to_jsonl(chain: Any, inputs: Iterable[Any] | AsyncIterable[Any], p
                        max_concurrency: int, resume: bool = True, retry_errors: bool = False,
                        retry: RetryPolicy | None = None, timeout: float | None = None,
                        limiter: TokenRateLimiter | None = None, progress: bool = True,
-                       config: Mapping[str, Any] | None = None) -> JsonlSummary:
+                       config: Mapping[str, Any] | None = None, overwrite: bool = False,
+                       fsync_every: int | None = None, fsync_seconds: float | None = 1.0) -> JsonlSummary:
     """Run inputs through `chain` with at most `max_concurrency` in flight, appending a record per input.
 
     Inputs may be any iterable or async iterable, pulled one at a time, never all loaded. With resume=True
     (default) inputs the file already holds are skipped (recorded errors too, unless retry_errors=True);
-    a record's index is the position in `inputs`, so resume with the same inputs in the same order.
-    resume=False empties the file first. See helpers.results_file for the format. Returns a JsonlSummary.
+    an input that differs from the one recorded at its index raises InputMismatch. resume=False starts the
+    file over, and refuses to erase results unless overwrite=True. fsync_every / fsync_seconds: see
+    helpers.results_file, which also gives the format. Returns a JsonlSummary.
     """
     job = make_job(chain, inputs, max_concurrency, allow_async=True, config=config, retry=retry,
                    timeout=timeout, limiter=limiter)
     summary = JsonlSummary(check_output_path(path), 0, 0, 0, 0, 0, 0.0, 0, max_concurrency, StreamingStats())
     if job.total == 0:
         return summary
-    results = ResultsFile(path, resume=resume)
+    results = ResultsFile(path, resume=resume, overwrite=overwrite, fsync_every=fsync_every,
+                          fsync_seconds=fsync_seconds)
     meter = Progress(progress, job.total, os.path.basename(path))
+    t0 = time.perf_counter()
+    with results:
+        try:
+            await run_pool(job.items, job.workers, _record_each(job, results, summary, meter, retry_errors))
+        finally:
+            meter.bar.close()
+    summary.wall_time, summary.peak_in_flight = time.perf_counter() - t0, meter.peak
+    return summary
 
+
+def _record_each(job: Job, results: ResultsFile, summary: JsonlSummary, meter: Progress,
+                 retry_errors: bool) -> Callable[[int, Any], Awaitable[None]]:
+    """What run_to_jsonl does with each input: skip it if the file holds it, else run it and append a record."""
     async def handle(index: int, item: Any) -> None:
-        recorded = results.recorded(index)
+        recorded = results.recorded(index, item, check=True)
         if recorded == "ok" or (recorded == "error" and not retry_errors):
             summary.add_skipped(recorded)
             meter.bar.update(1)
             return
         outcome = await meter.track(attempt(job, index, item))
         error = None if outcome.error is None else (type(outcome.error).__name__, describe_error(outcome.error, job.timeout))
-        results.append(index, outcome.output, error, outcome.attempts, outcome.end - outcome.start)
-        summary.add_written(outcome.end - outcome.start, ok=error is None)
+        ok = results.append(index, outcome.output, error, outcome.attempts, outcome.end - outcome.start, item=item)
+        summary.add_written(outcome.end - outcome.start, ok=ok)
 
-    t0 = time.perf_counter()
-    with results:
-        try:
-            await run_pool(job.items, job.workers, handle)
-        finally:
-            meter.bar.close()
-    summary.wall_time, summary.peak_in_flight = time.perf_counter() - t0, meter.peak
-    return summary
+    return handle

@@ -224,7 +224,7 @@ def test_permission_denied_as_the_os_would_say_it(chain, mock, tmp_path, monkeyp
     with pytest.raises(ValueError, match=r"cannot read .*locked.jsonl.* to resume from it: Permission denied"):
         run(run_to_jsonl(chain, sums(2), path, max_concurrency=2, progress=False))
     with pytest.raises(ValueError, match=r"cannot open .*locked.jsonl.* for writing: Permission denied"):
-        run(run_to_jsonl(chain, sums(2), path, max_concurrency=2, resume=False, progress=False))
+        run(run_to_jsonl(chain, sums(2), path, max_concurrency=2, resume=False, overwrite=True, progress=False))
     assert mock.stats()["requests"] == 0
 
 
@@ -248,14 +248,14 @@ def test_truncated_last_line_is_skipped_with_a_warning_then_redone(chain, mock, 
 # ------------------------------------------------------------------ a prompt too long for the token bucket
 
 
-def test_prompt_longer_than_the_token_bucket_fails_clearly_without_deadlock(chain, mock):
-    limiter = TokenRateLimiter(rpm=6000, tpm=60_000, max_tokens=50, prompt=chain.first)  # bucket: 500 tokens
+def test_prompt_longer_than_the_tpm_limit_fails_clearly_without_deadlock(chain, mock):
+    limiter = TokenRateLimiter(rpm=6000, tpm=60_000, max_tokens=50, prompt=chain.first)
     inputs = sums(10)
-    inputs[3] = {"a": "9" * 4000, "b": 1}  # about 1,000 tokens
+    inputs[3] = {"a": "9" * 300_000, "b": 1}  # about 75,000 tokens: more than a whole minute allows
     report = run(run_tracked(chain, inputs, max_concurrency=4, limiter=limiter,
                                      retry=RetryPolicy(base_delay=0.01), progress=False))
     assert report.ok == 9
     (failure,) = report.failures
     assert (failure.index, failure.error_type, failure.attempts) == (3, "ValueError", 1)
-    assert "could never be sent" in failure.message and "bucket holds only 500" in failure.message
+    assert "could never be sent" in failure.message and "tpm=60000" in failure.message
     assert mock.stats()["requests"] == 9

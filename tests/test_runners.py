@@ -97,6 +97,8 @@ class FakeModel:
                 raise api_error(400)
             if word == "valueerror":
                 raise ValueError("cannot parse that")
+            if word == "cancels":  # a chain that raises CancelledError itself (nothing cancelled it)
+                raise asyncio.CancelledError()
             if ":" in word:  # e.g. "flaky429:2" fails twice with a 429, then answers
                 kind, times = word.split(":")
                 if self.calls[word] <= int(times):
@@ -120,6 +122,8 @@ class FakeModel:
             await asyncio.sleep(self.delay)
             if word == "breaks" and i == 2:
                 raise api_error(500)
+            if word == "cancels" and i == 1:
+                raise asyncio.CancelledError()
             yield piece if i == 0 else " " + piece
 
 
@@ -210,15 +214,17 @@ def test_progress_bar_runs(capsys):
     assert "5/5" in capsys.readouterr().err
 
 
-def test_a_broken_input_iterable_or_a_cancel_stops_every_worker():
+def test_a_broken_input_iterable_keeps_the_results_and_a_cancel_stops_every_worker():
     def broken_inputs():
         yield from numbered(5)
         raise RuntimeError("the input file is corrupt")
 
     async def main():
         chain = fake_chain(FakeModel())
-        with pytest.raises(RuntimeError, match="corrupt"):
-            await run_tracked(chain, broken_inputs(), max_concurrency=3, progress=False)
+        with pytest.warns(UserWarning, match="run_tracked stopped early: the inputs raised RuntimeError after 5"):
+            report = await run_tracked(chain, broken_inputs(), max_concurrency=3, progress=False)
+        assert report.results == ["W0!", "W1!", "W2!", "W3!", "W4!"]  # what finished is kept, not thrown away
+        assert "the input file is corrupt" in report.inputs_error and "stopped early" in report.summary()
         with pytest.raises(RuntimeError, match="corrupt"):
             await collect(stream_merged(streaming_chain(FakeModel()), broken_inputs(), max_concurrency=3))
         left_after_errors = asyncio.all_tasks() - {asyncio.current_task()}
@@ -231,6 +237,21 @@ def test_a_broken_input_iterable_or_a_cancel_stops_every_worker():
 
     left_after_errors, left_after_cancel = asyncio.run(main())
     assert left_after_errors == set() and left_after_cancel == set()
+
+
+def test_a_chain_that_raises_cancelled_error_itself_fails_only_its_own_input(tmp_path):
+    inputs = words("w0", "cancels", "w1", "w2")
+    report = asyncio.run(run_tracked(fake_chain(FakeModel()), inputs, max_concurrency=2, progress=False))
+    assert report.results == ["W0!", None, "W1!", "W2!"]
+    assert [(f.index, f.error_type) for f in report.failures] == [(1, "ChainCancelled")]
+    summary = asyncio.run(run_to_jsonl(fake_chain(FakeModel()), inputs, tmp_path / "c.jsonl", max_concurrency=2,
+                                       progress=False))
+    assert (summary.ok, summary.failed) == (3, 1)
+    assert read_jsonl_results(tmp_path / "c.jsonl")[1]["error"]["type"] == "ChainCancelled"
+    events = asyncio.run(collect(stream_merged(streaming_chain(FakeModel()), inputs, max_concurrency=2)))
+    assert [e.index for e in events if e.kind == "error"] == [1] and "ChainCancelled" in next(
+        e.error for e in events if e.kind == "error")
+    assert sorted(e.index for e in events if e.kind == "done") == [0, 2, 3]
 
 
 # ----------------------------------------------------------------------------- robustness
@@ -321,11 +342,11 @@ def test_timeout_cuts_a_hang():
 
 def test_token_limiter_rejects_a_request_that_can_never_fit():
     async def main():
-        limiter = TokenRateLimiter(tpm=1200, max_tokens=5, window_seconds=1.0)  # bucket: 20 tokens
+        limiter = TokenRateLimiter(tpm=1200, max_tokens=5, window_seconds=1.0)  # 1,200 tokens in a whole minute
         with pytest.raises(ValueError, match="could never be sent"):
-            await limiter.acquire({"word": "x" * 400})
+            await limiter.acquire({"word": "x" * 8000})  # about 2,000 tokens
         return await run_tracked(
-            fake_chain(FakeModel()), words("w1", "y" * 400), max_concurrency=2, progress=False, limiter=limiter
+            fake_chain(FakeModel()), words("w1", "y" * 8000), max_concurrency=2, progress=False, limiter=limiter
         )
 
     report = asyncio.run(main())
@@ -395,6 +416,7 @@ def test_stream_merged_early_exit_leaves_no_pending_tasks():
         events = stream_merged(streaming_chain(model), numbered(50), max_concurrency=10)
         first = await anext(events)
         await events.aclose()
+        await asyncio.sleep(0.01)  # let the loop finish closing garbage-collected model streams (its own tasks)
         left_after_aclose = asyncio.all_tasks() - {asyncio.current_task()}
 
         async for event in stream_merged(streaming_chain(model), numbered(50), max_concurrency=10):
@@ -502,8 +524,13 @@ def test_resume_skips_done_inputs_and_optionally_reruns_errors(tmp_path):
     )
     assert (again.skipped, again.written) == (3, 1) and model.calls["w2"] == 1
     assert [r.get("output") for r in read_jsonl_results(path)] == ["W0!", "W1!", "W2!", "W3!"]
+    with pytest.raises(ValueError, match="already holds results, and resume=False would erase them"):
+        asyncio.run(run_to_jsonl(fake_chain(model), numbered(4), path, max_concurrency=2, progress=False,
+                                 resume=False))
+    assert len(jsonl_lines(path)) == 5  # refused before it touched the file
     fresh = asyncio.run(
-        run_to_jsonl(fake_chain(model), numbered(4), path, max_concurrency=2, progress=False, resume=False)
+        run_to_jsonl(fake_chain(model), numbered(4), path, max_concurrency=2, progress=False, resume=False,
+                     overwrite=True)
     )
     assert (fresh.skipped, fresh.written) == (0, 4) and len(jsonl_lines(path)) == 4
 
