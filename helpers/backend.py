@@ -13,12 +13,17 @@ the root of the workbook:
 | `WORKBOOK_MODEL`   | model name sent with each request                        | `gpt-4o-mini` |
 | `OPENAI_API_KEY`   | your key; read only when the backend is `openai`         | (none)        |
 | `OPENAI_BASE_URL`  | another OpenAI-compatible server (vLLM, Ollama, ...)     | OpenAI's API  |
+| `WORKBOOK_REQUEST_TIMEOUT` | seconds a request may take before the SDK gives up | `600`    |
 
 Safety rules:
 - The mock stays the default even when a key is present: a learner never spends
   money by accident. Only `WORKBOOK_BACKEND=openai` selects a real API.
 - The key is held as a `SecretStr`, so it never appears in a repr, a printed line
   or an error message.
+- No request can hang forever. `ChatOpenAI` alone sets no timeout (its `timeout` defaults to None,
+  which the openai SDK takes as "wait forever"), so `get_llm` passes one: the SDK's own default of
+  600 s, or `WORKBOOK_REQUEST_TIMEOUT`. It is httpx's timeout per phase (connect, each read, ...),
+  not a deadline for the whole answer: the runners' `timeout=` is that.
 
 Structure: `BackendConfig` (what was chosen) <- `load_config()` (reads env + .env),
 then `get_llm()` builds a `ChatOpenAI` from it, and the chain builders wrap that
@@ -44,6 +49,7 @@ from helpers.mock import get_mock
 
 WORKBOOK_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_REQUEST_TIMEOUT = 600.0  # seconds: the openai SDK's own default, which ChatOpenAI does not pass on
 BACKENDS = ("mock", "openai")
 
 
@@ -55,6 +61,7 @@ class BackendConfig:
     model: str
     api_key: SecretStr | None = None
     base_url: str | None = None
+    request_timeout: float = 600.0
 
     def describe(self) -> str:
         """One line for learners: which backend and model, and whether it costs money."""
@@ -80,8 +87,9 @@ def load_config(
     if backend not in BACKENDS:
         raise ValueError(f"WORKBOOK_BACKEND must be one of {BACKENDS}, not {backend!r}")
     model = setting("WORKBOOK_MODEL") or DEFAULT_MODEL
+    timeout = _seconds("WORKBOOK_REQUEST_TIMEOUT", setting("WORKBOOK_REQUEST_TIMEOUT"), DEFAULT_REQUEST_TIMEOUT)
     if backend == "mock":
-        return BackendConfig(backend="mock", model=model)
+        return BackendConfig(backend="mock", model=model, request_timeout=timeout)
 
     key, base_url = setting("OPENAI_API_KEY"), setting("OPENAI_BASE_URL")
     if key is None and base_url is None:
@@ -90,7 +98,20 @@ def load_config(
             "(or OPENAI_BASE_URL for a local OpenAI-compatible server)"
         )
     # Local OpenAI-compatible servers usually accept any key.
-    return BackendConfig("openai", model, SecretStr(key or "not-needed"), base_url)
+    return BackendConfig("openai", model, SecretStr(key or "not-needed"), base_url, timeout)
+
+
+def _seconds(name: str, value: str | None, default: float) -> float:
+    """A setting that holds a positive, finite number of seconds; ValueError naming it otherwise."""
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"{name} must be a positive number of seconds, such as 600, not {value!r}")
+    return seconds
 
 
 _announced: set[tuple[str, str]] = set()
@@ -102,17 +123,20 @@ def get_llm(
     """Return a configured `ChatOpenAI` for the chosen backend (the mock unless `.env` says otherwise).
 
     `backend="mock"` forces the mock, e.g. for fault-injection demos. Extra keyword
-    arguments (`max_retries`, `timeout`, `rate_limiter`, ...) go to `ChatOpenAI`.
+    arguments (`max_retries`, `timeout`, `rate_limiter`, ...) go to `ChatOpenAI`; without `timeout`,
+    each request gets the configured request timeout (600 s unless `.env` says otherwise).
     """
     config = load_config()
     if backend is not None and backend != config.backend:
         if backend != "mock":
             raise ValueError("only backend='mock' can be forced; choose a real API in .env")
-        config = BackendConfig("mock", config.model)
+        config = BackendConfig("mock", config.model, request_timeout=config.request_timeout)
     if model is not None:
-        config = BackendConfig(config.backend, model, config.api_key, config.base_url)
+        config = BackendConfig(config.backend, model, config.api_key, config.base_url, config.request_timeout)
 
     kwargs.setdefault("temperature", 0)
+    if "timeout" not in kwargs and "request_timeout" not in kwargs:
+        kwargs["timeout"] = config.request_timeout  # ChatOpenAI's own default, None, waits forever
     if config.backend == "mock":
         llm = ChatOpenAI(
             model=config.model,
@@ -131,15 +155,30 @@ def get_llm(
     return llm
 
 
-def pooled_http_client(max_connections: int, transport: str = "aiohttp") -> Any:
-    """An async HTTP client that keeps up to `max_connections` connections open for reuse.
+def aiohttp_http_client(max_connections: int = 1000) -> Any:
+    """The openai SDK's aiohttp transport: an async HTTP client that costs less client CPU per request.
 
-    Pass it as `get_llm(http_async_client=...)` (or `openai.AsyncOpenAI(http_client=...)`) when
-    you run more requests at once than the SDK's default pool keeps alive (100): otherwise most
-    requests open a new TCP connection. transport="aiohttp" uses the openai SDK's aiohttp
-    transport, which also costs less client CPU per request than the default httpx2 one (see
-    `make bench`). transport="httpx" keeps httpx2 with a bigger pool; its pool checks every idle
-    connection on each request, so near 1,000 connections it costs more CPU than it saves.
+    Pass it as `get_llm(http_async_client=...)` (or `openai.AsyncOpenAI(http_client=...)`). The lever
+    is the transport, not a pool size: ChatOpenAI's default client is httpx2 (httpcore2 underneath);
+    this one sends the same requests through aiohttp, which lesson 05 measures at well under the CPU
+    per request of the default. aiohttp keeps every connection it opens alive, up to
+    `max_connections` (the SDK's default, 1,000); it ignores `max_keepalive_connections`. Close it
+    with `await client.aclose()` when done.
+    """
+    import httpx2  # the openai SDK's HTTP library (openai >= 3)
+    import openai
+
+    return openai.DefaultAioHttpClient(limits=httpx2.Limits(max_connections=max_connections))
+
+
+def pooled_http_client(max_connections: int, transport: str = "aiohttp") -> Any:
+    """An async HTTP client told to keep up to `max_connections` connections alive (a "sized pool").
+
+    Sizing the pool is not what makes a client cheaper; lesson 05 measures it. transport="httpx"
+    keeps httpx2 with a kept-alive pool of `max_connections`: it costs *more* CPU per request than
+    the SDK's default (100 kept alive), because httpcore2 checks every idle connection each time a
+    request starts or ends. transport="aiohttp" is `aiohttp_http_client(max_connections)`: aiohttp
+    ignores `max_keepalive_connections`, so the size changes nothing there. Use `aiohttp_http_client`.
     Close the client with `await client.aclose()` when done.
     """
     import httpx2  # the openai SDK's HTTP library (openai >= 3)
@@ -147,7 +186,7 @@ def pooled_http_client(max_connections: int, transport: str = "aiohttp") -> Any:
 
     limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     if transport == "aiohttp":
-        return openai.DefaultAioHttpClient(limits=limits)
+        return aiohttp_http_client(max_connections)
     if transport == "httpx":
         return openai.DefaultAsyncHttpxClient(limits=limits)
     raise ValueError(f"transport must be 'aiohttp' or 'httpx', got {transport!r}")

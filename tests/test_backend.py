@@ -11,7 +11,8 @@ FAKE_KEY = "sk-proj-Zq8vT3xLmN4pR7sW2yB6dF9hJ1kC5gA0eU"  # looks real, is not
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     """No WORKBOOK_*/OPENAI_* variables, and an empty folder as the workbook root (no .env)."""
-    for name in ("WORKBOOK_BACKEND", "WORKBOOK_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE"):
+    for name in ("WORKBOOK_BACKEND", "WORKBOOK_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE",
+                 "WORKBOOK_REQUEST_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(backend, "WORKBOOK_ROOT", tmp_path)
     monkeypatch.setattr(backend, "_announced", set())
@@ -90,12 +91,15 @@ def test_default_llm_talks_to_the_mock(clean_env, capsys):
     assert capsys.readouterr().out.startswith("Backend: mock · model gpt-4o-mini")
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
-def test_pooled_http_client_serves_chatopenai(clean_env, capsys, transport):
+@pytest.mark.parametrize("make_client", [lambda: backend.aiohttp_http_client(5),
+                                         lambda: backend.pooled_http_client(5, "aiohttp"),
+                                         lambda: backend.pooled_http_client(5, "httpx")],
+                         ids=["aiohttp_http_client", "pooled-aiohttp", "pooled-httpx"])
+def test_the_http_clients_serve_chatopenai(clean_env, capsys, make_client):
     import asyncio
 
     async def main():
-        client = backend.pooled_http_client(5, transport)
+        client = make_client()
         try:
             chain = backend.translation_chain(get_llm(http_async_client=client))
             return await chain.abatch([{"text": f"测试{i}"} for i in range(8)], config={"max_concurrency": 8})
@@ -108,3 +112,29 @@ def test_pooled_http_client_serves_chatopenai(clean_env, capsys, transport):
 def test_pooled_http_client_names_a_bad_transport():
     with pytest.raises(ValueError, match="transport must be 'aiohttp' or 'httpx'"):
         backend.pooled_http_client(10, "curl")
+
+
+# ---------------------------------------------------------------- no request can hang forever
+
+
+def test_chatopenai_alone_sets_no_timeout_so_get_llm_does(clean_env):
+    from langchain_openai import ChatOpenAI
+
+    assert ChatOpenAI(model="gpt-4o-mini", api_key="k").request_timeout is None  # langchain #35597: waits forever
+    llm = get_llm()
+    assert llm.request_timeout == 600.0 and llm.root_async_client.timeout == 600.0  # what the SDK client got
+    assert get_llm(timeout=5).request_timeout == 5  # an explicit timeout wins
+
+
+def test_the_request_timeout_comes_from_env(clean_env, monkeypatch):
+    (clean_env / ".env").write_text("WORKBOOK_REQUEST_TIMEOUT=45\n")
+    assert get_llm().request_timeout == 45.0
+    monkeypatch.setenv("WORKBOOK_REQUEST_TIMEOUT", "7.5")
+    assert load_config().request_timeout == 7.5
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "inf", "nan", "ten", "1e999"])
+def test_a_bad_request_timeout_is_refused_by_name(clean_env, monkeypatch, value):
+    monkeypatch.setenv("WORKBOOK_REQUEST_TIMEOUT", value)
+    with pytest.raises(ValueError, match=f"WORKBOOK_REQUEST_TIMEOUT must be a positive number of seconds.*{value!r}"):
+        load_config()
