@@ -5,12 +5,14 @@ A learner reads this: lesson 06 teaches it.
 The batch runners in `helpers.runners` call `invoke_robustly` for every input:
 
     wait for the limiter -> chain.ainvoke under the timeout -> retryable error? sleep, try again
+    (a 429 also pauses the limiter for its Retry-After: the server counted the rejected request)
 
 - `is_retryable(exc)`: can the same request succeed later? 408/409/429/5xx, timeouts and
   dropped connections: yes. A 400 or a missing prompt variable (KeyError): never.
 - `RetryPolicy`: exponential backoff with full jitter, never sooner than the server's Retry-After.
-- `TokenRateLimiter`: requests- and tokens-per-minute buckets on aiolimiter. LangChain's
-  `InMemoryRateLimiter` counts requests only; token limits need a weighted bucket.
+- `TokenRateLimiter`: requests- and tokens-per-minute token buckets. LangChain's
+  `InMemoryRateLimiter` counts requests only; token limits need a weighted bucket. (aiolimiter's
+  AsyncLimiter is one, but it refuses any amount above its capacity, a window's share.)
 
 When you pass a `RetryPolicy`, build the model with `max_retries=0`: otherwise the openai SDK
 also retries 429s and 5xx (twice, by default) inside each of our attempts.
@@ -29,7 +31,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiolimiter import AsyncLimiter
 from langchain_core.exceptions import ModelError
 
 from .metrics import approx_tokens, is_number
@@ -155,22 +156,46 @@ def _message_texts(value: Any) -> list[str]:
     return [str(value)]
 
 
-def _bucket(per_minute: float, window_seconds: float) -> AsyncLimiter:
-    """A bucket refilled at per_minute/60 per second that holds window_seconds' worth (at least 1)."""
-    per_second = per_minute / 60
-    capacity = max(1.0, per_second * window_seconds)
-    return AsyncLimiter(capacity, capacity / per_second)
+@dataclass
+class _Bucket:
+    """A per-minute budget held `window_seconds` at a time: holds up to `capacity`, refills at `rate`/s.
+
+    It starts full. A request larger than the whole bucket (but within the per-minute limit) waits
+    until the bucket is full, then takes it all and leaves a debt (a level below zero) that the
+    refill pays back before anything else fits: so it gets through, and the rate stays kept.
+    """
+
+    capacity: float
+    rate: float  # units per second
+    level: float
+    updated: float  # time.monotonic() of the last refill
+
+    @classmethod
+    def per_minute(cls, per_minute: float, window_seconds: float) -> _Bucket:
+        capacity = max(1.0, per_minute / 60 * window_seconds)
+        return cls(capacity, per_minute / 60, capacity, time.monotonic())
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until `amount` fits (0 = now); more than the bucket holds fits when it is full."""
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+        return max(0.0, (min(amount, self.capacity) - self.level) / self.rate)
 
 
 class TokenRateLimiter:
     """Client-side limit on requests per minute (rpm) and tokens per minute (tpm), first come first served.
 
-    Two aiolimiter buckets: a request takes 1 from one and its estimated tokens from the other,
+    Two token buckets: a request takes 1 from one and its estimated tokens from the other,
     waiting until both have room. Like OpenAI's (and the mock's), each bucket holds only
     `window_seconds` of the per-minute budget and refills continuously: rpm=600 lets about 5
     requests through at once, then 10 a second. Keep the window below the server's (about 1 s):
     the difference absorbs the jitter between sending a request and its arrival; with equal
     windows an early arrival gets a 429 (tools/bench_rate_limit.py measures both).
+
+    A request bigger than one window's share still goes, eventually: it waits for a full bucket
+    and leaves a debt the next requests wait for. Only a request bigger than the per-minute
+    limit itself (which the server would never accept) raises ValueError.
 
     A request's estimate is its prompt tokens plus `max_tokens` reserved for the reply (servers
     charge the model's max_tokens up front). Pass `prompt=` (e.g. `chain.first`) to count the
@@ -189,16 +214,15 @@ class TokenRateLimiter:
             raise ValueError(f"max_tokens must be an int >= 0, got {max_tokens!r}")
         self.rpm, self.tpm, self.max_tokens, self.window_seconds, self.prompt = rpm, tpm, max_tokens, window_seconds, prompt
         self.estimator = estimate_tokens  # replaces the estimate below when given
-        self._requests = _bucket(rpm, window_seconds) if rpm else None
-        self._tokens = _bucket(tpm, window_seconds) if tpm else None
-        # FIFO: one waiter at a time at the buckets. (aiolimiter alone wakes the waiter asking for
-        # the fewest tokens first, so under steady load a long prompt could wait behind every short one.)
+        self._requests = _Bucket.per_minute(rpm, window_seconds) if rpm else None
+        self._tokens = _Bucket.per_minute(tpm, window_seconds) if tpm else None
+        # FIFO: one waiter at a time at the buckets, so a long prompt never waits behind every short one.
         self._queue = asyncio.Lock()
 
     @property
     def token_capacity(self) -> float | None:
-        """The most tokens one request can ever get (the token bucket's size), or None without tpm."""
-        return self._tokens.max_rate if self._tokens else None
+        """Tokens the token bucket holds when full (one window's share of tpm), or None without tpm."""
+        return self._tokens.capacity if self._tokens else None
 
     def estimate_tokens(self, input: Any) -> int:
         """Tokens a request for `input` will be charged: per message its text + 3, plus 3, plus max_tokens."""
@@ -211,21 +235,33 @@ class TokenRateLimiter:
     async def acquire(self, input: Any) -> int:
         """Wait until a request for `input` fits both budgets, take its share, and return its token estimate.
 
-        Raises ValueError if the estimate exceeds the token bucket: such a request could never be sent.
+        Raises ValueError if the estimate exceeds tpm: the server would refuse such a request every time.
         """
         tokens = self.estimate_tokens(input)
-        if self._tokens is not None and tokens > self._tokens.max_rate:
+        if self.tpm is not None and tokens > self.tpm:
             raise ValueError(
-                f"request needs about {tokens} tokens (prompt + max_tokens={self.max_tokens}) but the token "
-                f"bucket holds only {self._tokens.max_rate:.0f} (tpm={self.tpm:.0f} over {self.window_seconds:g} s), "
-                "so it could never be sent: shorten the input, lower max_tokens or raise window_seconds"
+                f"request needs about {tokens} tokens (prompt + max_tokens={self.max_tokens}) but tpm={self.tpm:g} "
+                "allows fewer in a whole minute, so it could never be sent: shorten the input or lower max_tokens"
             )
+        wanted = [(bucket, amount) for bucket, amount in ((self._requests, 1), (self._tokens, tokens)) if bucket]
         async with self._queue:
-            if self._requests is not None:
-                await self._requests.acquire(1)
-            if self._tokens is not None:
-                await self._tokens.acquire(tokens)
+            while (wait := max(bucket.wait_for(amount) for bucket, amount in wanted)) > 0:
+                await asyncio.sleep(wait)
+            for bucket, amount in wanted:
+                bucket.level -= amount
         return tokens
+
+    def pause(self, seconds: float) -> None:
+        """After a 429 whose Retry-After is `seconds`: let nothing through for that long, then refill from empty.
+
+        The server charges rejected requests too, so its bucket is emptier than ours; without this the
+        limiter would go on sending at the full rate into a bucket that is short, and every one of a
+        crowd of retries would be rejected (and charged) again.
+        """
+        for bucket in (self._requests, self._tokens):
+            if bucket is not None:
+                bucket.wait_for(0)  # refill to now
+                bucket.level = min(bucket.level, -seconds * bucket.rate)
 
     def __repr__(self) -> str:
         return f"TokenRateLimiter(rpm={self.rpm}, tpm={self.tpm}, max_tokens={self.max_tokens})"
@@ -243,6 +279,8 @@ async def invoke_robustly(chain: Any, item: Any, config: Any, retry: RetryPolicy
             async with asyncio.timeout(timeout):  # cancels the call and raises TimeoutError (None: no limit)
                 return await chain.ainvoke(item, config), None, attempt
         except Exception as exc:  # CancelledError is not an Exception, so cancelling still works
+            if limiter is not None and getattr(exc, "status_code", None) == 429 and not _is_out_of_quota(exc):
+                limiter.pause(retry_after_seconds(exc) or 0.0)  # the whole crowd waits, not this request alone
             if retry is None or not retry.should_retry(attempt, exc):
                 return None, exc, attempt
             await asyncio.sleep(retry.delay(attempt, exc))

@@ -281,13 +281,33 @@ def test_rpm_limit_answers_429_with_openai_headers(mock, client):
     with pytest.raises(openai.RateLimitError) as caught:
         client.chat.completions.create(model=MODEL, messages=user("hi again"))
     headers, error = caught.value.response.headers, caught.value.body
-    assert int(headers["retry-after"]) >= 1 and 0 < int(headers["retry-after-ms"]) <= 1000
+    # The rejected request was charged too (count_rejected=1, as at OpenAI): the bucket is at -1, so the
+    # next request fits only after two refills, not one.
+    assert int(headers["retry-after"]) >= 2 and 1000 < int(headers["retry-after-ms"]) <= 2000
     assert headers["x-ratelimit-limit-requests"] == "60" and headers["x-ratelimit-remaining-requests"] == "0"
     assert re.fullmatch(r"\d+ms|[\d.]+s", headers["x-ratelimit-reset-requests"])
     assert error["code"] == "rate_limit_exceeded" and error["type"] == "requests"
     assert re.fullmatch(r"Rate limit reached for gpt-4o-mini in organization org-mock on requests per min \(RPM\): "
-                        r"Limit 60, Used 60, Requested 1\. Please try again in \d+ms\.", error["message"])
+                        r"Limit 60, Used 60, Requested 1\. Please try again in (\d+ms|[\d.]+s)\.", error["message"])
     assert mock.stats()["rate_limited"] == 1 and mock.stats()["ok"] == 1
+
+
+def test_rejected_requests_count_against_the_limit_unless_turned_off(mock, client):
+    mock.configure(rpm_limit=600, limit_window=0.1)  # a bucket of 1 request, refilled at 10 per second
+    assert mock.settings().count_rejected == 1  # the default: never kinder than OpenAI
+    client.chat.completions.create(model=MODEL, messages=user("first"))
+    for _ in range(5):  # resending at once: each rejection is charged, so the bucket sinks
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(model=MODEL, messages=user("again"))
+    assert int(caught.value.response.headers["retry-after-ms"]) > 500  # 6 requests behind: about 0.6 s
+    mock.configure(count_rejected=0)  # kinder than OpenAI: a rejection costs nothing
+    client.chat.completions.create(model=MODEL, messages=user("first"))
+    for _ in range(5):
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(model=MODEL, messages=user("again"))
+    assert int(caught.value.response.headers["retry-after-ms"]) <= 100  # still one refill away
+    time.sleep(0.12)
+    client.chat.completions.create(model=MODEL, messages=user("in after one refill"))
 
 
 def test_tpm_limit_counts_prompt_plus_max_tokens(mock, client):
@@ -299,19 +319,35 @@ def test_tpm_limit_counts_prompt_plus_max_tokens(mock, client):
     assert caught.value.response.headers["x-ratelimit-limit-tokens"] == "6000"
 
 
-def test_sdk_retries_get_through_the_rate_limit(mock):
-    mock.configure(rpm_limit=1200, limit_window=0.5)  # bursts of 10, then 20 per second
+def sdk_crowd(mock, max_retries: int, n: int = 15) -> list:
+    """n requests at once through the openai SDK, which waits exactly retry-after-ms before each retry."""
+    async def main():
+        async with openai.AsyncOpenAI(base_url=mock.base_url, api_key="mock", max_retries=max_retries) as client:
+            return await asyncio.gather(*(client.chat.completions.create(model=MODEL, messages=user(f"计算 {i} + 1"))
+                                          for i in range(n)), return_exceptions=True)  # closed on the loop
+
+    return run(main())
+
+
+def test_sdk_retries_get_through_the_rate_limit_when_rejections_are_free(mock):
+    mock.configure(rpm_limit=1200, limit_window=0.5, count_rejected=0)  # bursts of 10, then 20 per second
     # The SDK waits exactly retry-after-ms, so the rejected requests retry together and only about one
     # gets in per round: hence many retries for a few extra requests.
-    async def main():
-        async with openai.AsyncOpenAI(base_url=mock.base_url, api_key="mock", max_retries=20) as client:  # closed on the loop, never by the GC
-            return await asyncio.gather(*(client.chat.completions.create(model=MODEL, messages=user(f"计算 {i} + 1"))
-                                          for i in range(15)))
-
-    responses = run(main())
+    responses = sdk_crowd(mock, max_retries=20)
     assert [r.choices[0].message.content for r in responses] == [f"{i} + 1 = {i + 1}" for i in range(15)]
     stats = mock.stats()
     assert stats["ok"] == 15 and stats["rate_limited"] > 0 and stats["requests"] == 15 + stats["rate_limited"]
+
+
+def test_a_crowd_of_sdk_retries_starves_when_rejections_count(mock):
+    mock.configure(rpm_limit=1200, limit_window=0.5)  # count_rejected=1, the default
+    # Each retry is charged, and each comes back when the bucket would fit *it*: the others' retries
+    # have taken that room by then, so the crowd keeps the bucket below zero.
+    responses = sdk_crowd(mock, max_retries=3)
+    failed = [r for r in responses if isinstance(r, openai.RateLimitError)]
+    stats = mock.stats()
+    assert stats["ok"] == 15 - len(failed) and len(failed) >= 3, stats
+    assert stats["requests"] == stats["ok"] + stats["rate_limited"]
 
 
 # ---------------------------------------------------------------- faults

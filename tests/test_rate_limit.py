@@ -1,7 +1,10 @@
 """The request/token limiter and the retry rules, against the mock and with fakes.
 
-- With TokenRateLimiter on, a tier-limited mock answers fewer than 1% of requests with 429.
-  (How close the limiter gets to the allowed rate is a benchmark, not a test: tools/bench_rate_limit.py.)
+- With TokenRateLimiter on, a few percent below the tier, a tier-limited mock (which, like OpenAI,
+  charges the requests it rejects) answers fewer than 3% of requests with 429. (How close the limiter
+  gets to the allowed rate is a benchmark, not a test: tools/bench_rate_limit.py.)
+- A request above one window's share but within tpm is admitted; one above tpm raises ValueError.
+- A 429 pauses the limiter for its Retry-After, so a crowd does not go on sending into an empty bucket.
 - The limiter lets waiters through first come, first served: a long prompt is not starved by short ones.
 - A 429 "insufficient_quota" (out of credit) is not retried; a Retry-After longer than max_delay ends
   the retries instead of retrying early.
@@ -41,17 +44,18 @@ def mock():
 
 
 @pytest.mark.timeout(60)
-def test_limiter_keeps_429s_under_one_percent(mock):
+def test_limiter_keeps_429s_under_three_percent(mock):
     llm = ChatOpenAI(model="gpt-4o-mini", base_url=mock.base_url, api_key="mock-key", max_retries=0,
                      max_tokens=100, stream_usage=True)
     chain = make_chain(TEMPLATE, llm)
-    limiter = TokenRateLimiter(rpm=RPM, tpm=TPM, max_tokens=100, window_seconds=0.5 / SCALE, prompt=chain.first)
+    limiter = TokenRateLimiter(rpm=RPM * 0.95, tpm=TPM * 0.95, max_tokens=100, window_seconds=0.5 / SCALE,
+                               prompt=chain.first)
     inputs = [{"ticket": f"[limit{i}] {TICKET}"} for i in range(300)]  # TPM-bound: about 6 s
     mock.reset()
     report = asyncio.run(run_tracked(chain, inputs, max_concurrency=100, limiter=limiter, progress=False))
     stats = mock.stats()
     assert stats["requests"] == len(inputs) and report.ok == stats["ok"]
-    assert stats["rate_limited"] / stats["requests"] < 0.01, stats
+    assert stats["rate_limited"] / stats["requests"] < 0.03, stats
 
 
 def test_long_prompt_is_not_starved_by_short_ones():
@@ -109,3 +113,71 @@ def test_retry_after_longer_than_max_delay_ends_the_retries():
                                      retry=RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=2.0)))
     assert time.perf_counter() - start < 1  # neither waited 30 s nor retried after 2 s
     assert len(calls) == 1 and report.failures[0].attempts == 1
+
+
+def test_request_bigger_than_a_window_waits_and_leaves_a_debt():
+    """A request above one window's share but within tpm is admitted (issue #11): it waits for a full
+    bucket, takes more than the bucket holds, and the next request waits until that debt is paid."""
+
+    async def main() -> tuple[float, float, float]:
+        limiter = TokenRateLimiter(tpm=60_000, window_seconds=0.1, estimate_tokens=len)  # 100 now, 1,000/s
+        assert limiter.token_capacity == 100
+        start = time.perf_counter()
+        await limiter.acquire("s" * 50)  # half the bucket
+        await limiter.acquire("B" * 300)  # three buckets: waits for a full one (about 0.05 s), then goes
+        big_done = time.perf_counter() - start
+        await limiter.acquire("s" * 100)  # waits for the 200-token debt plus a full bucket: about 0.3 s
+        return big_done, time.perf_counter() - start, limiter._tokens.level
+
+    big_done, after, level = asyncio.run(main())
+    assert 0.03 < big_done < 0.5
+    assert 0.3 <= after - 0.02 and after < 1.5, after  # the debt was paid before the next one went
+    assert level <= 1  # nothing left over: the rate was kept
+
+
+def test_request_bigger_than_tpm_raises_naming_the_sizes():
+    limiter = TokenRateLimiter(rpm=RPM, tpm=60_000, estimate_tokens=len)
+    with pytest.raises(ValueError, match=r"about 70000 tokens .* tpm=60000 allows fewer in a whole minute"):
+        asyncio.run(limiter.acquire("x" * 70_000))
+
+
+@pytest.mark.timeout(30)
+def test_a_large_request_at_the_lessons_tier_gets_through():
+    """At 200k TPM (the lesson's tier, not sped up) the limiter's window holds about 1,667 tokens; a
+    2,000-token request used to raise ValueError. OpenAI accepts it, and so must the limiter and the mock."""
+    handle = start_mock(speed=50, rpm_limit=500, tpm_limit=200_000)  # server window 1 s: 3,333 tokens
+    try:
+        llm = ChatOpenAI(model="gpt-4o-mini", base_url=handle.base_url, api_key="mock-key", max_retries=0,
+                         max_tokens=100, stream_usage=True)
+        chain = make_chain(TEMPLATE, llm)
+        limiter = TokenRateLimiter(rpm=500, tpm=200_000, max_tokens=100, prompt=chain.first)
+        item = {"ticket": "Please read all of this. " * 300}
+        assert limiter.token_capacity < limiter.estimate_tokens(item) <= 3_000
+        report = asyncio.run(run_tracked(chain, [item, {"ticket": "short"}], max_concurrency=2, limiter=limiter,
+                                         progress=False))
+        assert report.ok == 2 and handle.stats()["rate_limited"] == 0, (report.failures, handle.stats())
+    finally:
+        handle.stop()
+
+
+def test_a_429_pauses_the_limiter_for_its_retry_after():
+    """invoke_robustly tells the limiter about a 429: nothing is sent until the server's Retry-After is over."""
+    from langchain_core.runnables import RunnableLambda
+
+    sent: list[float] = []
+
+    async def first_one_rejected(item):
+        sent.append(time.perf_counter())
+        if len(sent) == 1:
+            raise api_error(429, headers={"retry-after-ms": "300"})
+        return item
+
+    async def main():
+        limiter = TokenRateLimiter(rpm=6_000, window_seconds=0.01, estimate_tokens=len)  # one every 10 ms
+        return await run_tracked(RunnableLambda(first_one_rejected), ["a", "b", "c"], max_concurrency=3,
+                                 limiter=limiter, progress=False, retry=RetryPolicy(base_delay=0.01, max_delay=1.0))
+
+    report = asyncio.run(main())
+    assert report.ok == 3
+    # Without the pause "b" and "c" would go 10 and 20 ms after "a"; with it, nothing goes for 300 ms.
+    assert len(sent) == 4 and all(t - sent[0] >= 0.29 for t in sent[1:]), [t - sent[0] for t in sent]

@@ -4,7 +4,9 @@ The mock (its own process, sped up) answers 5% of attempts with 500/503, hangs o
 drops the connection on 2% and enforces an RPM limit. Half the inputs go through a streaming model,
 so a drop cuts a stream half-way; the other half are plain calls, where a drop closes the connection
 before the response. `run_to_jsonl` runs them with a RetryPolicy, a per-attempt timeout and a
-TokenRateLimiter set 15% above the mock's RPM (so some 429s still happen and must be retried).
+TokenRateLimiter set 15% above the mock's RPM, so some 429s still happen and must be retried. The mock
+charges each rejected request against the limit, as OpenAI does, so a limiter that kept sending at
+115% would sink the server's bucket for good; each 429 pauses the limiter for its Retry-After instead.
 
 Checks: the run stops by itself within a bound; the file holds every index exactly once; read back
 in input order, every output is that input's answer; and every fault the mock injected shows up as

@@ -11,7 +11,7 @@ How a request to ``POST /v1/chat/completions`` is handled (``MockServer._chat_co
    ``reply_for`` and the token counts with ``count_tokens``.
 2. Rate limiter: one token bucket for requests and one for tokens (sized as ``settings.py``
    explains). If a bucket is short, answer 429 with ``retry-after`` headers. A rejected request
-   costs nothing.
+   is charged all the same, as at OpenAI (unless ``count_rejected=0``).
 3. Attempt count: ``attempt`` = how many times this request (same model and messages) has
    already got past the rate limiter; 0 the first time.
 4. Fault roll: ``roll(seed, kind, request_key, attempt)`` is a number in [0, 1) that looks
@@ -99,9 +99,10 @@ class Limit:
 
 
 class RateLimiter:
-    """The RPM and TPM buckets; `admit` takes from both or from neither."""
+    """The RPM and TPM buckets; `admit` takes from both, or (count_rejected=0) a rejected request from neither."""
 
     def __init__(self, settings: MockSettings) -> None:
+        self.count_rejected = bool(settings.count_rejected)
         self.limits = []
         for kind, per_minute in (("requests", settings.rpm_limit), ("tokens", settings.tpm_limit)):
             if per_minute > 0:
@@ -112,15 +113,19 @@ class RateLimiter:
     def admit(self, tokens: int) -> tuple[Limit, int, float] | None:
         """None if the request may go, else (limit hit, amount requested, seconds to wait)."""
         now = time.monotonic()
+        rejected = None
         for limit in self.limits:
             limit.bucket.refill(now)
             amount = 1 if limit.kind == "requests" else tokens
             wait = limit.bucket.wait_for(amount)
-            if wait > 0:
-                return limit, amount, wait
-        for limit in self.limits:
-            limit.bucket.level -= 1 if limit.kind == "requests" else tokens
-        return None
+            if wait > 0 and rejected is None:
+                rejected = limit, amount, wait
+        if rejected is None or self.count_rejected:  # OpenAI counts rejected requests too
+            for limit in self.limits:
+                limit.bucket.level -= 1 if limit.kind == "requests" else tokens
+        if rejected is not None and self.count_rejected:  # retry-after: when it fits, now that it was charged
+            rejected = rejected[0], rejected[1], rejected[0].bucket.wait_for(rejected[1])
+        return rejected
 
     def headers(self) -> dict[str, str]:
         return {key: value for limit in self.limits for key, value in limit.headers().items()}

@@ -15,6 +15,8 @@ or from Python (``handle.configure(rpm_limit=500)`` or ``with handle.temporarily
 | rpm_limit         | 0       | requests per minute (0 = no limit)                                  |
 | tpm_limit         | 0       | tokens per minute (0 = no limit)                                    |
 | limit_window      | 1.0     | the per-minute limits are enforced on this many seconds (see below) |
+| count_rejected    | 1       | 1: a rejected (429) request still counts against both limits, as at |
+|                   |         | OpenAI; 0: a rejected request costs nothing (kinder than OpenAI)    |
 | error_rate        | 0.0     | fraction of attempts answered with a 500 or 503 error (half each)   |
 | hang_rate         | 0.0     | fraction of attempts that wait hang_seconds before answering        |
 | hang_seconds      | 600.0   | how long a hang lasts                                               |
@@ -31,7 +33,10 @@ Rate limits work like OpenAI's: a per-minute limit is enforced on a short window
 holds ``limit * limit_window / 60`` and refills at ``limit / 60`` per second, starting full. A
 request costs 1 request and prompt_tokens + max_tokens (or the reply's tokens if max_tokens is
 not given) tokens. A request bigger than a whole bucket gets in only when the bucket is full.
-A rejected request (429 with ``retry-after`` headers) costs nothing.
+A rejected request (429 with ``retry-after`` headers) is charged too, as OpenAI does ("unsuccessful
+requests contribute to your per-minute limit"): the bucket may go below zero, so a crowd that keeps
+retrying pushes its own next chance further away. Its ``retry-after`` says when it would fit, that
+charge included. ``count_rejected=0`` makes rejections free.
 
 Faults (errors, hangs, drops) and tails are decided per attempt by a roll that looks random but
 is fixed by (seed, request, attempt number): a fresh server (or ``POST /mock/reset``) fails the
@@ -68,6 +73,7 @@ class MockSettings:
     rpm_limit: int = _setting(0)
     tpm_limit: int = _setting(0)
     limit_window: float = _setting(1.0, above_zero=True)
+    count_rejected: int = _setting(1, high=1)
     error_rate: float = _setting(0.0, high=1.0)
     hang_rate: float = _setting(0.0, high=1.0)
     hang_seconds: float = _setting(600.0)
