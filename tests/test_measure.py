@@ -13,6 +13,7 @@ import pytest
 from helpers.bench import (
     RUNNERS,
     cpu_by_package,
+    cpu_split,
     cprofile_lines,
     jsonl_job,
     make_inputs,
@@ -97,3 +98,19 @@ def test_slots_busy_counts_only_the_window_while_inputs_remain():
     assert slots_busy_while_refilling(waits_for_straggler, 2) == pytest.approx(4 / 6)
     assert slots_busy_while_refilling([(0.0, 1.0), (0.0, 2.0)], 2) is None  # everything started at once: no window
     assert slots_busy_while_refilling([], 2) is None
+
+
+def test_cpu_split_counts_what_a_layer_calls():
+    import openai._utils  # an SDK module: its time counts for the SDK layer, with what it calls
+
+    profile = cProfile.Profile()
+    profile.enable()
+    for i in range(3000):
+        openai._utils.is_mapping({"i": i})
+        json.loads(json.dumps({"i": i}))  # not under the SDK: the rest
+    profile.disable()
+    split = cpu_split(profile)
+    assert abs(sum(split.values()) - 1) < 1e-9
+    shares = list(split.values())
+    assert shares[0] == 0.0  # no LangChain code ran
+    assert 0 < shares[1] < 1 and shares[2] > 0

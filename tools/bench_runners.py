@@ -7,8 +7,10 @@ these runners (`helpers.bench.RUNNERS`) on the seed's inputs ("翻译成英文�
     · the seed's MemoryEfficientBatchProcessor (chunks of 1,000) · run_tracked · run_to_jsonl
     (sliding window) · raw openai.AsyncOpenAI + a semaphore (no LangChain: the floor for client cost)
 
-with ChatOpenAI's default HTTP client ("SDK pool": keeps 100 connections alive), and some of them
-again with a pool sized to the concurrency (`helpers.backend.pooled_http_client`, aiohttp).
+with ChatOpenAI's default HTTP client (httpx2, 100 connections kept alive), some of them again on
+the openai SDK's aiohttp transport (`helpers.backend.aiohttp_http_client`), and chain.abatch in the
+CPU-bound cells also on httpx2 with its kept-alive pool sized to the concurrency: the transport is
+the lever, the pool size is not (a sized httpx2 pool costs more CPU per request, not less).
 
 | case           | mock latency      | inputs        | concurrency | runs of each cell                   |
 | -------------- | ----------------- | ------------- | ----------- | ----------------------------------- |
@@ -33,7 +35,7 @@ How it measures (`helpers.bench.measure`, the same code notebooks 04 and 05 use)
 Figures for each cell: throughput; the Little's-law ideal min(C / L, rate limit), with L the
 mock's mean latency; efficiency = throughput / ideal; CPU ms per request; peak RSS (and its growth
 during the run); peak traced memory (memory cells only); TCP connections the client opened; and
-throughput as a ratio to chain.abatch (SDK pool) in the same round. With a finite n the last
+throughput as a ratio to chain.abatch (SDK default client) in the same round. With a finite n the last
 requests drain with fewer in flight, so even a perfect client stays below C / L: each latency
 case also prints that bound (simulated with the mock's jitter). So the latency-bound cells also
 show "busy" (the JSON key "slots_busy"): slots busy while inputs remain, the share of the C slots
@@ -93,10 +95,10 @@ NAMES = {
     "run_to_jsonl": "run_to_jsonl (sliding window)",
     "raw_openai": "raw AsyncOpenAI + semaphore",
 }
-CLIENT_NAMES = {"sdk": "SDK pool", "aiohttp-sized": "aiohttp, pool = C", "httpx-sized": "httpx2, pool = C"}
+CLIENT_NAMES = {"sdk": "SDK default (httpx2)", "aiohttp": "aiohttp transport", "httpx-sized": "httpx2, pool = C"}
 assert set(NAMES) == set(RUNNERS) and set(CLIENT_NAMES) == set(CLIENTS), "a runner or client without a name here"
 ALL_RUNNERS = list(NAMES)
-POOLED = "aiohttp-sized"
+POOLED = "aiohttp"  # the cheaper transport (not a bigger pool: see CLIENTS)
 REFERENCE = ("abatch", "sdk")  # ratios are to chain.abatch as the seed writes it
 
 
@@ -150,6 +152,7 @@ def build_plan(args: argparse.Namespace) -> list[Group]:
         core = {("abatch", "sdk"), ("run_tracked", POOLED), ("run_to_jsonl", POOLED)}
         specs = [(runner, "sdk") for runner in ALL_RUNNERS]
         specs += [(runner, POOLED) for runner in ("abatch", "run_tracked", "run_to_jsonl", "raw_openai")]
+        specs += [("abatch", "httpx-sized")]  # the pool size alone, on the default transport
         for concurrency in _ints(args.cpu_concurrency):
             plan.append(Group("CPU-bound", settings, args.cpu_latency, args.cpu_n, concurrency,
                               [(r, c, args.repeats if (r, c) in core else 1) for r, c in specs]))
@@ -336,7 +339,7 @@ def budget(summaries: list[dict[str, Any]], plan: list[Group], args: argparse.Na
     checks: list[dict[str, Any]] = []
 
     def ratio_check(runner: str, concurrency: int, target: float, label: str) -> None:
-        for client, how in ((POOLED, "pool sized to C"), ("sdk", "same SDK pool as abatch")):
+        for client, how in ((POOLED, "on the aiohttp transport"), ("sdk", "same SDK default client as abatch")):
             item = _find(summaries, "CPU-bound", runner, client, concurrency=concurrency)
             if item and item["vs_abatch"] is not None:
                 runs = f" (median of {item['runs']} rounds)" if item["runs"] > 1 else " (1 run)"
@@ -413,7 +416,7 @@ def markdown(plan: list[Group], summaries: list[dict[str, Any]], checks: list[di
         "compare ratios within the run).",
         "",
         "Throughput is the median of the runs, with (min-max); × abatch is the median, over rounds, of the "
-        "ratio to chain.abatch with the SDK pool measured in the same round (in the memory cells: with the "
+        "ratio to chain.abatch with the SDK default client measured in the same round (in the memory cells: with the "
         "same client). Efficiency = throughput / "
         "ideal, ideal = C / mock latency (Little's law). CPU = client CPU ms per request. RSS: peak "
         "(growth during the run). Conns: TCP connections the client opened (- for threads). The seed's "
@@ -525,13 +528,16 @@ def profile_mode(args: argparse.Namespace, mock: Any) -> list[dict[str, Any]]:
             }
             item = {"runner": runner, "client": client, "concurrency": concurrency, "n": n,
                     "cpu_ms_per_request_profiled": cpu, "throughput": row["throughput"],
-                    "connections_opened": row["connections_opened"], "by_package": shares, "details": extra,
+                    "connections_opened": row["connections_opened"], "by_package": shares,
+                    "split": row["profile"]["split"], "details": extra,
                     "top": row["profile"]["top"][:6]}
             results.append(item)
             print(f"\n{NAMES[runner]} / {CLIENT_NAMES[client]} at C={concurrency:,}: {cpu:.2f} ms CPU per request "
                   f"(profiled), {row['connections_opened']} connections opened")
             for name, share in sorted(shares.items(), key=lambda kv: -kv[1]):
-                print(f"    {share:5.1%}  {share * cpu:5.2f} ms  {name}")
+                print(f"    {share:5.1%}  {share * cpu:5.2f} ms  {name} (own time)")
+            for name, share in row["profile"]["split"].items():  # inclusive: what each layer costs
+                print(f"    {share:5.1%}  {share * cpu:5.2f} ms  {name} (inclusive, busy time)")
             sys.stdout.flush()
             for name, share in extra.items():
                 if share >= 0.001:
@@ -639,6 +645,11 @@ def write_results(plan: list[Group], info: dict[str, Any], args: argparse.Namesp
 def render_saved(path: Path, out: Path, update: bool) -> None:
     """Rebuild the groups of a saved run (its rows are stored in plan order) and write its results again."""
     saved = json.loads(path.read_text())
+    renamed = {"aiohttp-sized": "aiohttp"}  # a results.json written before the aiohttp client was renamed
+    for row in saved["rows"]:
+        row["client"] = renamed.get(row.get("client"), row.get("client"))
+    for fields in saved["groups"]:
+        fields["specs"] = [[runner, renamed.get(client, client), runs] for runner, client, runs in fields["specs"]]
     rows = iter(saved["rows"])
     plan = []
     for fields in saved["groups"]:

@@ -7,7 +7,7 @@
 |             | run_to_jsonl, raw_openai); CLIENTS, mock_chain, make_inputs, latency_settings    |
 | measure.py  | run_once (here), measure (in a fresh forkserver process), prepare_fresh_processes, |
 |             | start_in_fresh_process, jsonl_job, requests_for; peak RSS, connection counts      |
-| profile.py  | cprofile_lines, cpu_by_package: where the client's CPU goes, per library         |
+| profile.py  | cprofile_lines, cpu_by_package, cpu_split: where the client's CPU goes, per library |
 
     from helpers.bench import measure, run_once, latency_settings, requests_for
 
@@ -23,7 +23,7 @@ from helpers.bench.measure import (
     run_once,
     start_in_fresh_process,
 )
-from helpers.bench.profile import cpu_by_package, cprofile_lines
+from helpers.bench.profile import cpu_by_package, cpu_split, cprofile_lines
 from helpers.bench.runners import CLIENTS, RUNNERS, latency_settings, make_inputs, mock_chain
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "requests_for",
     "cprofile_lines",
     "cpu_by_package",
+    "cpu_split",
     "RUNNERS",
     "CLIENTS",
     "make_inputs",

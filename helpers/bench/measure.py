@@ -50,7 +50,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable
 
-from helpers.bench.profile import cprofile_lines, cpu_by_package
+from helpers.bench.profile import cprofile_lines, cpu_by_package, cpu_split
 from helpers.bench.runners import LAZY, RUNNERS, http_client_for, latency_settings, make_inputs, mock_chain
 from helpers.metrics import slots_busy_while_refilling
 from helpers.runners import run_to_jsonl
@@ -141,7 +141,8 @@ async def run_once(
     Without `chain`, builds the seed's chain against the mock at `base_url` (default: this process's
     mock). trace_memory=True runs tracemalloc during the run (it makes Python ~4× slower).
     `client` picks the HTTP client (see CLIENTS; ignored with `chain`). profile=True runs cProfile
-    during the run and adds "profile": {"by_package": ..., "top": ...} (cpu_by_package, cprofile_lines);
+    during the run and adds "profile": {"by_package": ..., "split": ..., "top": ...} (cpu_by_package,
+    cpu_split, cprofile_lines);
     a path instead of True also saves the raw stats there (for `pstats.Stats(path)`).
     """
     if runner not in RUNNERS:
@@ -198,7 +199,8 @@ async def run_once(
         if owned is not None:
             await owned.aclose()
     if profiler:
-        result["profile"] = {"by_package": cpu_by_package(profiler), "top": cprofile_lines(profiler, 12)}
+        result["profile"] = {"by_package": cpu_by_package(profiler), "split": cpu_split(profiler),
+                             "top": cprofile_lines(profiler, 12)}
         if isinstance(profile, str):
             profiler.dump_stats(profile)
     if runner == "seed_chunked":

@@ -5,18 +5,25 @@ Part of the measuring harness (`helpers.bench`): `run_once(profile=True)`, noteb
 
 - `cprofile_lines(profile, top)`: the functions with the most cumulative time, outside the event loop.
 - `cpu_by_package(profile)`: the share of the time per library in PACKAGES (LangChain, the openai
-  SDK, pydantic, the HTTP client), the asyncio event loop and "other"; standard-library time is
-  charged to the library that called it.
+  SDK, pydantic, the HTTP client), the asyncio event loop and "other", each library's *own* time;
+  standard-library time is charged to the library that called it.
+- `cpu_split(profile)`: the same time split by *inclusive* time, which is what a layer costs: the
+  openai SDK with everything it calls (the HTTP client, pydantic, the standard library), LangChain's
+  own layer (everything it runs except the SDK), and the event loop and the rest.
+
+The default timer is wall time: the event loop's own share then includes its waits for the network
+(`cpu_split` leaves those out). A coroutine's inclusive time does not include its awaits: while it
+waits it is suspended, and cProfile counts only the time it runs.
 """
 
 from __future__ import annotations
 
 import cProfile
 import pstats
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["PACKAGES", "cprofile_lines", "cpu_by_package"]
+__all__ = ["PACKAGES", "SPLIT", "cprofile_lines", "cpu_by_package", "cpu_split"]
 
 
 def _short_path(filename: str) -> str:
@@ -35,8 +42,14 @@ PACKAGES = {
     "LangChain": ("langchain_core", "langchain_openai", "langsmith"),
     "openai SDK": ("openai",),
     "pydantic (used by the SDK and LangChain)": ("pydantic", "pydantic_core"),
-    "HTTP client (httpx2, httpcore2, anyio, h11)": ("httpx2", "httpcore2", "anyio", "h11", "sniffio"),
+    "HTTP client (httpx2, httpcore2, anyio, h11, or aiohttp)": (
+        "httpx2", "httpcore2", "anyio", "h11", "sniffio", "aiohttp", "multidict", "yarl", "propcache",
+        "aiohappyeyeballs", "frozenlist", "aiosignal"),
 }
+_LANGCHAIN, _SDK = "LangChain", ("openai SDK", "HTTP client (httpx2, httpcore2, anyio, h11, or aiohttp)")
+SPLIT = ("LangChain's own layer (all it runs except the SDK)",
+         "the openai SDK and everything it calls (HTTP client, pydantic, ...)",
+         "the event loop and the rest")
 
 
 def _library_of(filename: str) -> str:
@@ -70,17 +83,9 @@ def cprofile_lines(profile: cProfile.Profile, top: int = 10,
 
 
 
-def cpu_by_package(profile: cProfile.Profile) -> dict[str, float]:
-    """Share of the profiled time per library: the PACKAGES, the asyncio event loop, and "other" (the
-    runner, this workbook's code). Shares add up to 1.
-
-    A built-in or standard-library function (a socket call, `json`, `typing`) is charged to the
-    library that called it, split by how much time each caller spent in it; whatever cannot be traced
-    to a caller stays under "Python built-ins and standard library".
-    """
-    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
-    names = [*PACKAGES, "asyncio event loop", "other", _UNOWNED]
-    owners: dict[tuple, dict[str, float]] = {}  # function -> how its time splits over the libraries
+def _owners(stats: dict) -> "Callable[[tuple], dict[str, float]]":
+    """owner_of(function): how its time splits over the libraries (built-ins go to their callers)."""
+    owners: dict[tuple, dict[str, float]] = {}
 
     def owner_of(key: tuple, visiting: frozenset = frozenset()) -> dict[str, float]:
         library = _library_of(key[0])
@@ -98,9 +103,60 @@ def cpu_by_package(profile: cProfile.Profile) -> dict[str, float]:
             owners[key] = split
         return owners[key]
 
-    shares = dict.fromkeys(names, 0.0)
+    return owner_of
+
+
+def cpu_by_package(profile: cProfile.Profile) -> dict[str, float]:
+    """Share of the profiled time per library: the PACKAGES, the asyncio event loop, and "other" (the
+    runner, this workbook's code). Shares add up to 1.
+
+    A built-in or standard-library function (a socket call, `json`, `typing`) is charged to the
+    library that called it, split by how much time each caller spent in it; whatever cannot be traced
+    to a caller stays under "Python built-ins and standard library".
+    """
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    owner_of = _owners(stats)
+    shares = dict.fromkeys([*PACKAGES, "asyncio event loop", "other", _UNOWNED], 0.0)
     for key, (_, _, own, _, _) in stats.items():
         for name, part in owner_of(key).items():
             shares[name] += own * part
     total = sum(shares.values())
     return {name: share / total for name, share in shares.items()} if total else shares
+
+
+def _entered(stats: dict, owner_of: Callable, inside: set[str], from_: set[str] | None = None) -> float:
+    """Inclusive time of the functions of the libraries `inside`, counted where they are entered: on
+    each call from a caller outside them (or, with `from_`, from a caller in those libraries)."""
+    time = 0.0
+    for key, (_, _, _, cumulative, callers) in stats.items():
+        if _library_of(key[0]) not in inside:
+            continue
+        if not callers and from_ is None:  # entered from where the profile started
+            time += cumulative
+        for caller, (_, _, _, edge_cumulative) in callers.items():
+            owner = owner_of(caller)
+            share = sum(owner.get(name, 0.0) for name in from_) if from_ else 1 - sum(owner.get(name, 0.0) for name in inside)
+            time += edge_cumulative * share
+    return time
+
+
+def cpu_split(profile: cProfile.Profile) -> dict[str, float]:
+    """The profiled busy time split by layer (the SPLIT names), by inclusive time; shares add up to 1.
+
+    Busy: the event loop's waits for the network (its `select.epoll.poll`) are left out. A suspended
+    coroutine is not running, so with the default (wall-clock) timer the rest is time on the CPU,
+    or waiting for it on a loaded machine. (A CPU timer such as `time.thread_time` costs a system call
+    per event here, and that overhead, charged per function call, would distort the split.)
+
+    The SDK's share is the time from each entry into the openai SDK or the HTTP client (from
+    LangChain, or from the event loop's callbacks) to its return, so it holds all they call.
+    LangChain's own layer is LangChain's inclusive time minus the SDK calls it makes.
+    """
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    owner_of = _owners(stats)
+    idle = sum(entry[2] for key, entry in stats.items() if key[0] == "~" and "'poll' of 'select." in key[2])
+    total = sum(entry[2] for entry in stats.values()) - idle or 1.0  # the event loop's waits are not CPU
+    sdk = _entered(stats, owner_of, set(_SDK))
+    langchain = _entered(stats, owner_of, {_LANGCHAIN}) - _entered(stats, owner_of, set(_SDK), {_LANGCHAIN})
+    langchain, sdk = max(0.0, min(langchain, total)), max(0.0, min(sdk, total - max(0.0, langchain)))
+    return dict(zip(SPLIT, (langchain / total, sdk / total, max(0.0, total - langchain - sdk) / total)))

@@ -29,7 +29,7 @@ import openai
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 
-from helpers.backend import DEFAULT_MODEL, SEED_PROMPTS, make_chain, pooled_http_client
+from helpers.backend import DEFAULT_MODEL, SEED_PROMPTS, aiohttp_http_client, make_chain, pooled_http_client
 from helpers.runners import run_to_jsonl, run_tracked
 from helpers.seed_tutorial import HighPerformanceBatchProcessor, MemoryEfficientBatchProcessor
 
@@ -56,19 +56,20 @@ def make_inputs(prompt: str, n: int, *, warm_up: bool = False) -> Iterator[dict[
 def mock_chain(base_url: str, prompt: str = "translate", max_retries: int = 2, http_client: Any = None) -> Runnable:
     """The seed's `prompt | ChatOpenAI | StrOutputParser()` chain, talking to the mock at `base_url`.
 
-    `http_client` (e.g. `helpers.backend.pooled_http_client(1000)`) replaces ChatOpenAI's own async one.
+    `http_client` (e.g. `helpers.backend.aiohttp_http_client()`) replaces ChatOpenAI's own async one.
     """
     llm = ChatOpenAI(model=DEFAULT_MODEL, base_url=base_url, api_key="mock-key", temperature=0,
                      stream_usage=True, max_retries=max_retries, http_async_client=http_client)
     return make_chain(SEED_PROMPTS[prompt], llm)
 
 
-# The HTTP clients `run_once(client=...)` can give the chain (and raw_openai): the SDK's own pool
-# (up to 1,000 connections, 100 kept alive), or one whose kept-alive pool is sized to the concurrency.
+# The HTTP clients `run_once(client=...)` can give the chain (and raw_openai). The lever is the
+# transport: aiohttp costs less CPU per request than httpx2; sizing httpx2's kept-alive pool to the
+# concurrency costs more, not less (helpers.backend.pooled_http_client says why).
 CLIENTS = {
-    "sdk": "ChatOpenAI's default: httpx2, 100 connections kept alive",
+    "sdk": "ChatOpenAI's default: httpx2, up to 1,000 connections, 100 kept alive",
     "httpx-sized": "httpx2, connections kept alive = concurrency",
-    "aiohttp-sized": "the openai SDK's aiohttp transport, connections kept alive = concurrency",
+    "aiohttp": "the openai SDK's aiohttp transport (keeps every connection alive, up to 1,000)",
 }
 
 
@@ -76,7 +77,9 @@ def http_client_for(client: str, concurrency: int) -> Any:
     """A new async HTTP client for a CLIENTS name (None for "sdk": the SDK's own); close it when done."""
     if client not in CLIENTS:
         raise ValueError(f"client must be one of {sorted(CLIENTS)}, got {client!r}")
-    return None if client == "sdk" else pooled_http_client(concurrency, client.split("-")[0])
+    if client == "aiohttp":
+        return aiohttp_http_client(max(1000, concurrency))
+    return None if client == "sdk" else pooled_http_client(concurrency, "httpx")
 
 
 def latency_settings(latency: float) -> dict[str, float]:
