@@ -9,36 +9,21 @@ not only for the right one.
 | module      | lesson                        | checks                                                              |
 | ----------- | ----------------------------- | ------------------------------------------------------------------- |
 | common.py   | all                           | ExerciseFailed, fail/passed, calling the learner's code, peak_overlap |
-| lesson01.py | 01 basic abatch               | check_concurrency_choice, check_ordered_progress                    |
+| lesson01.py | 01 basic abatch               | check_concurrency_choice (a Little's-law function), check_ordered_progress (progress as answers arrive, failures kept in place) |
 | lesson02.py | 02 streaming                  | check_first_answers, check_ttft_per_input                           |
-| lesson03.py | 03 observability              | check_find_stragglers, check_run_with_ttft                          |
-| lesson04.py | 04 chunks, window, resume     | check_questions_from, check_remaining, check_slot_utilisation       |
+| lesson03.py | 03 observability              | check_find_stragglers, check_run_with_ttft, check_run_workers       |
+| lesson04.py | 04 chunks, window, resume     | check_questions_from_csv, check_remaining, check_slot_utilisation   |
 | lesson05.py | 05 performance comparison     | check_knee, check_predicted_throughput                              |
 | lesson06.py | 06 reliability                | check_retry_rule, check_tier_limiter, check_finish                  |
+
+Every `check_*` function of the lesson modules is importable from here.
 """
 
+from helpers.checks import lesson01, lesson02, lesson03, lesson04, lesson05, lesson06
 from helpers.checks.common import ExerciseFailed
-from helpers.checks.lesson01 import check_concurrency_choice, check_ordered_progress
-from helpers.checks.lesson02 import check_first_answers, check_ttft_per_input
-from helpers.checks.lesson03 import check_find_stragglers, check_run_with_ttft
-from helpers.checks.lesson04 import check_questions_from, check_remaining, check_slot_utilisation
-from helpers.checks.lesson05 import check_knee, check_predicted_throughput
-from helpers.checks.lesson06 import check_finish, check_retry_rule, check_tier_limiter
 
-__all__ = [
-    "ExerciseFailed",
-    "check_concurrency_choice",
-    "check_find_stragglers",
-    "check_finish",
-    "check_first_answers",
-    "check_knee",
-    "check_ordered_progress",
-    "check_predicted_throughput",
-    "check_questions_from",
-    "check_remaining",
-    "check_retry_rule",
-    "check_run_with_ttft",
-    "check_slot_utilisation",
-    "check_tier_limiter",
-    "check_ttft_per_input",
-]
+# Every `check_*` function of the lesson modules, importable from here.
+_CHECKS = {name: value for module in (lesson01, lesson02, lesson03, lesson04, lesson05, lesson06)
+           for name, value in vars(module).items() if name.startswith("check_") and callable(value)}
+globals().update(_CHECKS)
+__all__ = ["ExerciseFailed", *sorted(_CHECKS)]

@@ -1,6 +1,6 @@
 """Checks for lesson 04's exercises, chunks, sliding window and resume (backstage: a learner need not read this).
 
-04-1 `check_questions_from`: a lazy generator of {"text": line} over the non-empty lines of a file.
+04-1 `check_questions_from_csv`: a lazy generator of {"text": question} over the rows of a CSV file.
 04-2 `check_remaining`: the indices still to run, from a crashed run's JSONL file.
 04-3 `check_slot_utilisation`: busy slot-time / (max_concurrency × span).
 
@@ -10,10 +10,12 @@ never a paid API; the other two are pure functions, checked on made-up and measu
 
 from __future__ import annotations
 
-import inspect
+import csv
+import itertools
 import json
 import math
 import tempfile
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,46 +27,89 @@ from helpers.mock import reply_for
 from helpers.runners import read_jsonl_results, run_to_jsonl
 
 
-async def check_questions_from(questions_from: Callable[[Any], Any]) -> None:
-    """Exercise 04-1: a lazy generator of {"text": line} over the non-empty lines of a file."""
-    lines = ["测试1\n", "\n", "  你好世界  \n", "数据\n", "   \n", "最后一行"]  # the last has no line break
-    expected = [{"text": "测试1"}, {"text": "你好世界"}, {"text": "数据"}, {"text": "最后一行"}]
+# Rows of the CSV for 04-1: commas and a line break inside quoted fields, a blank question, non-ASCII text.
+CSV_ROWS = [("q1", "测试1"), ("q2", "Hello, world"), ("q3", "第一行\n第二行"), ("q4", "  "), ("q5", '他说"好"'),
+            ("q6", "数据")]
+CSV_EXPECTED = [{"text": "测试1"}, {"text": "Hello, world"}, {"text": "第一行\n第二行"}, {"text": '他说"好"'},
+                {"text": "数据"}]
+FILLER_ROWS = 30_000  # about 1 MB more, so reading the whole file shows up in tracemalloc
+LAZY_PEAK_BYTES = 256 * 1024  # a lazy reader holds a buffer of a few KB; the whole file is over 1 MB
+
+
+def write_questions_csv(path: Path) -> None:
+    """The file of exercise 04-1: header `id,question`, the tricky rows, then many ordinary ones."""
+    with open(path, "w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["id", "question"])
+        writer.writerows(CSV_ROWS)
+        writer.writerows((f"f{i}", f"填充问题{i}") for i in range(FILLER_ROWS))
+
+
+def first_items(produced: Iterator, k: int) -> tuple[list, int]:
+    """The first k items of the learner's generator, and the peak bytes Python allocated to make them."""
+    tracemalloc.start()
+    try:
+        items = list(itertools.islice(produced, k))
+        return items, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+async def check_questions_from_csv(questions_from_csv: Callable[[Any], Any]) -> None:
+    """Exercise 04-1: a lazy generator of {"text": question} over the rows of a CSV file."""
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "questions.txt"
-        path.write_text("".join(lines), encoding="utf-8")
-        produced = call_sync(questions_from, path)
+        path = Path(folder) / "questions.csv"
+        write_questions_csv(path)
+        produced = call_sync(questions_from_csv, path)
         if produced is None:
-            fail("questions_from returned None: `yield` each input (a function with yield is a generator).")
+            fail("questions_from_csv returned None: `yield` each input (a function with yield is a generator).")
         if not isinstance(produced, Iterator):
-            fail(f"questions_from returned a {type(produced).__name__}: that reads the whole file at once. "
-                 "Use `yield` inside `for line in file:` so inputs are made one at a time.")
-        source = inspect.getsource(questions_from) if inspect.isfunction(questions_from) else ""
-        if ".readlines(" in source or ".read(" in source or "read_text(" in source:
-            fail("It yields one at a time, but reads the whole file first (read/readlines/read_text). "
-                 "Iterate over the open file: `for line in file:` reads one line at a time.")
-        items = list(produced)
-        if items and not isinstance(items[0], dict):
-            fail(f"It yields {type(items[0]).__name__}s; the chain's prompt needs a mapping: yield {{'text': ...}}.")
-        texts = [item.get("text") for item in items]
-        if any(isinstance(text, str) and text.endswith("\n") for text in texts):
-            fail("The texts still end with the line break: strip it (line.strip()).")
-        if any(isinstance(text, str) and not text.strip() for text in texts):
-            fail("Blank lines became inputs: skip lines that are empty after strip().")
-        if any(isinstance(text, str) and text != text.strip() for text in texts):
-            fail("Some texts keep surrounding spaces: use line.strip(), not only rstrip('\\n').")
-        if items != expected:
-            fail(f"Expected {expected}, got {items}. Is the last line (no line break at the end) missing?")
+            fail(f"questions_from_csv returned a {type(produced).__name__}, built from the whole file at once. "
+                 "Use `yield` inside the loop over the rows, so inputs are made one at a time.")
+        try:
+            items, peak = first_items(produced, len(CSV_EXPECTED))
+        except Exception as exc:  # noqa: BLE001 - any error in the learner's loop becomes a hint
+            raise ExerciseFailed(f"Your generator raised {type(exc).__name__}: {exc}. A quoted field may hold a comma "
+                                 "or a line break, so one line is not one row: parse with the csv module "
+                                 "(csv.DictReader).") from None
+        produced.close()
+        if peak > LAZY_PEAK_BYTES:
+            fail(f"It yields one at a time, but making the first {len(items)} inputs allocated {peak / 1e6:.1f} MB: "
+                 "it reads the whole file first (read(), readlines() or list(reader)). Loop over "
+                 "csv.DictReader(file) directly: it reads one record at a time.")
+        check_csv_items(items)
         chain = translation_chain(get_llm(backend="mock"))
         out = Path(folder) / "answers.jsonl"
-        await run_to_jsonl(chain, questions_from(path), out, max_concurrency=4, progress=False)
-        records = read_jsonl_results(out)
-    answers = [record.get("output") for record in records]
+        head = itertools.islice(questions_from_csv(path), len(CSV_EXPECTED))
+        await run_to_jsonl(chain, head, out, max_concurrency=4, progress=False)
+        answers = [record.get("output") for record in read_jsonl_results(out)]
     model = chain.steps[1].model_name
     wanted = [reply_for(model, [{"role": "user", "content": SEED_PROMPTS["translate"].format(text=item["text"])}])
-              for item in expected]
+              for item in CSV_EXPECTED]
     if answers != wanted:
         fail(f"run_to_jsonl over your generator gave {answers}, expected {wanted}.")
-    passed(f"{len(expected)} inputs from 6 lines, made one at a time; run_to_jsonl answered {answers}.")
+    passed(f"the first {len(CSV_EXPECTED)} questions of {len(CSV_ROWS) + FILLER_ROWS:,} rows, one record at a "
+           f"time (peak {peak / 1024:.0f} KiB); run_to_jsonl answered {answers}.")
+
+
+def check_csv_items(items: list) -> None:
+    """The first inputs must be the CSV's questions, as {"text": ...}, quoted fields whole, blanks skipped."""
+    if items and not isinstance(items[0], dict):
+        fail(f"It yields {type(items[0]).__name__}s; the chain's prompt needs a mapping: yield {{'text': ...}}.")
+    if items and set(items[0]) != {"text"}:
+        fail(f"It yields mappings with keys {sorted(items[0])}; the prompt has one variable: yield "
+             "{'text': row['question']}.")
+    texts = [item["text"] for item in items]
+    if "question" in texts:
+        fail("The header row became an input: csv.DictReader reads the header for you.")
+    if any(isinstance(text, str) and text.startswith('"') for text in texts):
+        fail("A quoted field was split or kept its quotes: a comma or a line break inside quotes belongs "
+             "to the field. Parse with the csv module, not line.split(',').")
+    if any(isinstance(text, str) and not text.strip() for text in texts):
+        fail("A blank question became an input: skip rows whose question is empty after strip().")
+    if texts != [item["text"] for item in CSV_EXPECTED]:
+        fail(f"Expected the first inputs {CSV_EXPECTED}, got {items}. A comma or a line break inside a quoted "
+             "field belongs to the field: parse with the csv module, not by lines.")
 
 
 def check_remaining(remaining: Callable[[Any, int], Any]) -> None:
@@ -72,7 +117,8 @@ def check_remaining(remaining: Callable[[Any, int], Any]) -> None:
     error = {"type": "InternalServerError", "message": "Error code: 500"}
     records = [{"index": 0, "output": "A0"}, {"index": 2, "output": "A2"}, {"index": 3, "error": error},
                {"index": 5, "output": "A5"}, {"index": 2, "output": "A2"},  # index 2 twice
-               {"index": 6, "error": error}, {"index": 6, "output": "A6"}, {"index": 8, "output": "A8"}]
+               {"index": 6, "error": error}, {"index": 4, "output": "A4"}, {"index": 6, "output": "A6"},
+               {"index": 8, "output": "A8"}, {"index": 4, "error": error}]  # 4: an answer, then a failed rerun
     text = "".join(json.dumps(record) + "\n" for record in records) + '{"index": 9, "outp'  # cut by the kill
     expected = [1, 3, 4, 7, 9]
     with tempfile.TemporaryDirectory() as folder:
@@ -94,14 +140,20 @@ def check_remaining(remaining: Callable[[Any, int], Any]) -> None:
         fail("Index 3's only record is an error, so it still needs a run: only an 'output' record means done.")
     if 6 in answer:
         fail("Index 6 failed once and then succeeded: the LAST record for an index decides.")
+    if 4 not in answer:
+        fail("Index 4 has an answer, but its last record is an error (a later rerun failed): the LAST record "
+             "decides, not whether any record has an output. 4 still needs a run.")
     if 2 in answer or 0 in answer:
         fail("Indices 0 and 2 have answers (2 even twice): they are done.")
+    if 1 not in answer or 7 not in answer:
+        fail("Indices 1 and 7 have no record at all: they never started, so they still need a run. "
+             "Go through range(n), not only the indices in the file.")
     if 9 not in answer:
         fail("Index 9's line was cut off by the kill: it is not a record, so 9 still needs a run.")
     if answer != expected:
         fail(f"Expected {expected}, got {answer}: every index in range(n) without a final answer "
-             "(never started, like 1, 4 and 7, included).")
-    passed(f"remaining = {answer}: errors rerun, duplicates counted once, the cut-off line ignored.")
+             "(never started, like 1 and 7, included).")
+    passed(f"remaining = {answer}: the last record decides, duplicates count once, the cut-off line is ignored.")
 
 
 def check_slot_utilisation(slot_utilisation: Callable[..., Any], runs: dict[str, dict] | None = None) -> None:
