@@ -29,10 +29,10 @@ class ClaimContradicted(AssertionError):
     """The measurement says the opposite of what the lesson's prose says."""
 
 
-def claim(text: str, ok: object, expected: bool = True) -> bool:
+def claim(text: str, ok: object, expected: bool = True) -> None:
     """Print `Claim: <text> — holds|does not hold`; raise if that is not the verdict `expected`.
 
-    Returns the verdict (True when the claim holds), so a cell can go on using it.
+    Returns None, so a cell that ends with a claim shows only the printed line.
     """
     is_numpy_bool = type(ok).__module__ == "numpy" and type(ok).__name__.startswith("bool")
     if not (isinstance(ok, bool) or is_numpy_bool):
@@ -44,7 +44,6 @@ def claim(text: str, ok: object, expected: bool = True) -> bool:
         raise ClaimContradicted(f"Claim: {text} — {verdict}, but the lesson says it {said}. "
                                 "Re-run the cell; if it persists, the measurement and the prose disagree.")
     print(f"Claim: {text} — {verdict}")
-    return holds
 
 
 async def interleaved_medians(variants: Mapping[str, Callable[[], Awaitable[float]]],
