@@ -22,6 +22,7 @@ Backstage (machinery: you need not read these to follow the lessons):
 | ---------------- | -------------------------------------------------------------------------- |
 | mock/            | the fake OpenAI API, its own process: `python -m helpers.mock --port 8000`  |
 |   settings.py    | every setting of the mock, and what it does (one table)                    |
+|   requests_in.py | what a chat request may hold, checked field by field: JSON 400s, never a crash |
 |   replies.py     | the answers: a pure function of the prompt                                 |
 |   server.py      | the HTTP server: rate limits, injected faults, timing, streaming           |
 |   wire.py        | OpenAI's wire format: error bodies, the chat.completion body, stream events |

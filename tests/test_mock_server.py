@@ -479,3 +479,77 @@ def test_get_mock_is_one_shared_server(monkeypatch):
     replacement = get_mock()  # a dead server is replaced
     assert replacement is not handle and replacement.running()
     replacement.stop()
+
+
+# ---------------------------------------------------------------- malformed requests get OpenAI's JSON 400s
+
+GOOD_MESSAGE = '{"role": "user", "content": "hi"}'
+
+
+@pytest.mark.parametrize("body, param, says", [
+    ('{"messages": [{"role": "user", "content": "\\ud800"}]}', "messages[0].content", "lone surrogate"),
+    ("[" * 100_000 + "]" * 100_000, None, "nests deeper than"),
+    ('{"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}', "messages[0].content[0].text",
+     "expected a string"),
+    ('{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}',
+     "messages[0].content[0]", "only text parts"),
+    ('{"messages": [' + GOOD_MESSAGE + '], "stream_options": "yes"}', "stream_options", "expected an object"),
+    ('{"messages": [' + GOOD_MESSAGE + '], "stream_options": {"include_usage": "yes"}}',
+     "stream_options.include_usage", "expected a boolean"),
+    ('{"messages": [' + GOOD_MESSAGE + '], "stream": "yes"}', "stream", "expected a boolean"),
+    ('{"messages": [{"role": "wizard", "content": "hi"}]}', "messages[0].role", "Supported values"),
+    ('{"messages": ["hi"]}', "messages[0]", "expected an object"),
+    ('{"messages": [{"role": "user", "content": 7}]}', "messages[0].content", "expected a string"),
+    ('{"messages": [{"role": "user"}]}', "messages[0].content", "expected a string"),
+    ('{"model": 4, "messages": [' + GOOD_MESSAGE + ']}', "model", "expected a string"),
+    ('{"messages": [' + GOOD_MESSAGE + '], "max_tokens": true}', "max_tokens", "Invalid 'max_tokens'"),
+    ('{"messages": [' + GOOD_MESSAGE + '], "max_tokens": 1.5}', "max_tokens", "Invalid 'max_tokens'"),
+    ("null", None, "must be a JSON object"),
+    (b"\xff\xfe{", None, "could not parse the JSON body"),
+])
+def test_a_malformed_request_gets_a_json_400_naming_the_field(mock, body, param, says):
+    raw = body if isinstance(body, bytes) else body.encode()
+    status, answer = control(mock, "POST", "/v1/chat/completions", raw)
+    assert status == 400 and answer["error"]["type"] == "invalid_request_error"
+    assert answer["error"]["param"] == param and says in answer["error"]["message"]
+    assert mock.stats()["requests"] == 1  # counted, answered, and the server lives on
+    status, _ = control(mock, "POST", "/v1/chat/completions", ('{"messages": [' + GOOD_MESSAGE + ']}').encode())
+    assert status == 200
+
+
+def test_an_assistant_message_without_content_is_fine(mock):
+    body = '{"messages": [' + GOOD_MESSAGE + ', {"role": "assistant", "content": null}, ' + GOOD_MESSAGE + ']}'
+    status, answer = control(mock, "POST", "/v1/chat/completions", body.encode())
+    assert status == 200 and answer["choices"][0]["message"]["content"]
+
+
+def test_a_wrong_method_gets_json_not_plain_text(mock):
+    status, answer = control(mock, "DELETE", "/mock/settings")
+    assert status in (404, 405) and answer["error"]["message"]
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"ttft": "inf"}, "ttft must be a finite number"),
+    ({"ttft": 1e9}, "ttft=1000000000.0 is out of range [0, 60]"),
+    ({"seed": "inf"}, "seed must be a finite integer"),
+    ({"seed": 2**70}, "seed="),
+    ({"hang_seconds": 1e6}, "hang_seconds=1000000.0 is out of range [0, 3600]"),
+    ({"speed": 0}, "speed=0.0 is out of range [0, 1000] (above 0)"),
+    ({"tokens_per_second": "nan"}, "tokens_per_second must be a finite number"),
+    ({"rpm_limit": 2.5}, "rpm_limit must be a finite integer"),
+    ({"limit_window": 3600}, "limit_window=3600.0 is out of range"),
+    ({"error_rate": [1]}, "error_rate must be a finite number"),
+    ({"no_such": 1}, "unknown mock setting"),
+])
+def test_a_setting_that_would_hang_or_crash_the_mock_is_refused_by_name(mock, changes, says):
+    before = control(mock, "GET", "/mock/settings")[1]
+    status, answer = control(mock, "POST", "/mock/settings", json.dumps(changes).encode())
+    assert status == 400 and says in answer["error"]["message"]
+    assert control(mock, "GET", "/mock/settings")[1] == before  # nothing changed
+    with pytest.raises(ValueError, match=re.escape(says.split("=")[0])):
+        MockSettings().updated(**changes)
+
+
+def test_settings_that_nest_too_deep_are_refused(mock):
+    status, answer = control(mock, "POST", "/mock/settings", ("[" * 100_000 + "]" * 100_000).encode())
+    assert status == 400 and "nests too deep" in answer["error"]["message"]

@@ -41,10 +41,12 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from aiohttp import web
 
-from helpers.mock.replies import count_prompt_tokens, reply_pieces, stable_hash
+from helpers.mock.replies import stable_hash
+from helpers.mock.requests_in import DEFAULT_MODEL, parse_chat_request
 from helpers.mock.settings import MockSettings
 from helpers.mock.wire import error_response, json_answer, server_error, stream_events
 
@@ -52,7 +54,6 @@ __all__ = ["MockServer", "RateLimiter", "format_duration", "main", "make_app", "
            "roll_faults", "serve"]
 
 HOST = "127.0.0.1"
-DEFAULT_MODEL = "gpt-4o-mini"
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1-nano")
 MIN_SLEEP = 0.001  # shorter delays are skipped: asyncio cannot sleep that precisely anyway
 STREAM_TICK = 0.05  # a stream wakes at most this often; tokens due meanwhile share one write
@@ -209,50 +210,6 @@ class Stats:
 # ---------------------------------------------------------------- the server
 
 
-@dataclass
-class ChatRequest:
-    """What the mock needs from a request body, and the answer it will give."""
-
-    model: str
-    messages: list[dict]
-    stream: bool
-    include_usage: bool
-    max_tokens: int | None
-    pieces: tuple[str, ...]  # the reply, one piece per token (cut at max_tokens)
-    finish_reason: str  # "stop", or "length" when cut
-    prompt_tokens: int
-
-    def rate_limit_cost(self) -> int:
-        return self.prompt_tokens + (self.max_tokens or len(self.pieces))
-
-    def usage(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": len(self.pieces),
-                "total_tokens": self.prompt_tokens + len(self.pieces)}
-
-
-def parse_chat_request(raw: bytes) -> ChatRequest | web.Response:
-    """The request, or a 400 error response saying what is wrong with it."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return error_response(400, "We could not parse the JSON body of your request.", "invalid_request_error")
-    if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
-        return error_response(400, "Missing required parameter: 'messages'.", "invalid_request_error",
-                              code="missing_required_parameter", param="messages")
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-        return error_response(400, f"Invalid 'max_tokens': {max_tokens!r}.", "invalid_request_error",
-                              param="max_tokens")
-    pieces = reply_pieces(body["messages"])
-    cut = max_tokens is not None and len(pieces) > max_tokens
-    return ChatRequest(model=str(body.get("model") or DEFAULT_MODEL), messages=body["messages"],
-                       stream=bool(body.get("stream")),
-                       include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
-                       max_tokens=max_tokens, pieces=pieces[:max_tokens] if cut else pieces,
-                       finish_reason="length" if cut else "stop",
-                       prompt_tokens=count_prompt_tokens(body["messages"]))
-
-
 async def sleep(seconds: float) -> None:
     if seconds >= MIN_SLEEP:
         await asyncio.sleep(seconds)
@@ -358,6 +315,8 @@ class MockServer:
             if not isinstance(changes, dict):
                 raise ValueError("expected a JSON object of settings")
             self.settings = self.settings.updated(**changes)
+        except RecursionError:
+            return error_response(400, "settings: the JSON nests too deep", "invalid_request_error")
         except ValueError as error:
             return error_response(400, str(error), "invalid_request_error")
         self.limiter = RateLimiter(self.settings)
@@ -392,10 +351,23 @@ async def write_on_time(response: web.StreamResponse, events: list[bytes], timin
         i = j
 
 
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error as OpenAI's JSON body, never aiohttp's plain text: a 405, a too-large body, a bug."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason, "invalid_request_error")
+    except Exception as exc:  # noqa: BLE001 - a bug in the mock must still answer like an API
+        return error_response(500, f"The mock failed on this request ({type(exc).__name__}: {exc}).", "server_error")
+
+
 def make_app(settings: MockSettings | None = None) -> web.Application:
     """The aiohttp application; the MockServer is at app["mock"]."""
     server = MockServer(settings or MockSettings())
-    app = web.Application(client_max_size=32 * 1024 * 1024)
+    app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[json_errors])
     app["mock"] = server
     app.router.add_post("/v1/chat/completions", server.chat_completions)
     app.router.add_get("/v1/models", server.models)

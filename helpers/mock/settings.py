@@ -23,7 +23,9 @@ or from Python (``handle.configure(rpm_limit=500)`` or ``with handle.temporarily
 | drop_rate         | 0.0     | fraction of attempts whose connection is closed half-way            |
 | seed              | 0       | another seed picks other requests for faults and tails              |
 
-Each field of ``MockSettings`` also declares its valid range; a bad value raises ValueError.
+Each field of ``MockSettings`` also declares its valid range, finite for every one (no duration may
+be infinite, so no setting can make the mock hang for ever); a bad value raises ValueError naming the
+setting and its range.
 
 Latency: ttft + completion_tokens / tokens_per_second, times jitter (and tail_multiplier for a
 tail request), divided by speed. A streamed answer sends its first token after ttft, then one
@@ -64,28 +66,29 @@ def _setting(default: float, low: float = 0.0, high: float = math.inf, *, above_
 class MockSettings:
     """Everything that shapes the mock's behaviour; see the table in the module docstring."""
 
-    ttft: float = _setting(0.4)
-    tokens_per_second: float = _setting(60.0, above_zero=True)
+    ttft: float = _setting(0.4, high=60.0)
+    tokens_per_second: float = _setting(60.0, high=1e6, above_zero=True)
     jitter: float = _setting(0.2, high=1.0)
     tail_fraction: float = _setting(0.0, high=1.0)
-    tail_multiplier: float = _setting(5.0, low=1.0)
-    speed: float = _setting(1.0, above_zero=True)
-    rpm_limit: int = _setting(0)
-    tpm_limit: int = _setting(0)
-    limit_window: float = _setting(1.0, above_zero=True)
+    tail_multiplier: float = _setting(5.0, low=1.0, high=100.0)
+    speed: float = _setting(1.0, high=1000.0, above_zero=True)
+    rpm_limit: int = _setting(0, high=1e9)
+    tpm_limit: int = _setting(0, high=1e12)
+    limit_window: float = _setting(1.0, high=60.0, above_zero=True)
     count_rejected: int = _setting(1, high=1)
     error_rate: float = _setting(0.0, high=1.0)
     hang_rate: float = _setting(0.0, high=1.0)
-    hang_seconds: float = _setting(600.0)
+    hang_seconds: float = _setting(600.0, high=3600.0)
     drop_rate: float = _setting(0.0, high=1.0)
-    seed: int = _setting(0, low=-math.inf)
+    seed: int = _setting(0, low=-(2**63), high=2**63 - 1)
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = _to_number(f.name, f.type, getattr(self, f.name))
             low, high = f.metadata["range"]
             if not low <= value <= high or (f.metadata["above_zero"] and value == 0):
-                raise ValueError(f"mock setting {f.name}={value} is out of range [{low}, {high}]")
+                above = " (above 0)" if f.metadata["above_zero"] else ""
+                raise ValueError(f"mock setting {f.name}={value!r} is out of range [{low:g}, {high:g}]{above}")
             setattr(self, f.name, value)
 
     @classmethod
@@ -114,7 +117,7 @@ def _to_number(name: str, kind: str, value: Any) -> float | int:
         number = float(value) if is_number(value) or isinstance(value, str) else math.nan
     except ValueError:  # a string that is not a number
         number = math.nan
-    if math.isnan(number) or (kind == "int" and number != int(number)):
-        raise ValueError(f"mock setting {name} must be a{'n integer' if kind == 'int' else ' number'}, "
+    if not math.isfinite(number) or (kind == "int" and number != int(number)):
+        raise ValueError(f"mock setting {name} must be a finite {'integer' if kind == 'int' else 'number'}, "
                          f"got {value!r}")
     return int(number) if kind == "int" else number
