@@ -11,7 +11,8 @@ Read these (what the lessons teach, and the tools a learner calls):
 | claims.py        | claim: print a conclusion as a checked verdict; interleaved medians       |
 | metrics.py       | percentiles, latency stats, in-flight timeline, slots busy, Little's law   |
 | timing.py        | RequestTimer: a callback that times every model call                       |
-| backend.py       | get_llm (the mock unless .env says otherwise), the seed's prompts and chains |
+| backend.py       | get_llm (the mock unless .env says otherwise), mock_demo, the seed's chains |
+| budget.py        | the request budget on a real backend: counted per attempt, estimates first |
 | plots.py         | the notebooks' figures                                                     |
 | stream_board.py  | StreamBoard: many streams shown one line each                              |
 | seed_tutorial.py | the seed tutorial's code, bugs included, to run and measure                |

@@ -14,12 +14,18 @@ the root of the workbook:
 | `OPENAI_API_KEY`   | your key; read only when the backend is `openai`         | (none)        |
 | `OPENAI_BASE_URL`  | another OpenAI-compatible server (vLLM, Ollama, ...)     | OpenAI's API  |
 | `WORKBOOK_REQUEST_TIMEOUT` | seconds a request may take before the SDK gives up | `600`    |
+| `WORKBOOK_MAX_REQUESTS` | requests a notebook may send to a real backend (budget.py) | `300` |
 
 Safety rules:
 - The mock stays the default even when a key is present: a learner never spends
   money by accident. Only `WORKBOOK_BACKEND=openai` selects a real API.
 - The key is held as a `SecretStr`, so it never appears in a repr, a printed line
   or an error message.
+- On a real backend every model counts its requests against a budget (`helpers/budget.py`), and a
+  request over budget is not sent.
+- Demos that need the mock itself (its fault injection, rate limits, counters) call
+  `mock_demo(needs)`: on a real backend they run on a local mock of their own and say so in one line,
+  and `lesson_mock(...)` sets the mock's speed for a lesson only when the lesson runs on the mock.
 - No request can hang forever. `ChatOpenAI` alone sets no timeout (its `timeout` defaults to None,
   which the openai SDK takes as "wait forever"), so `get_llm` passes one: the SDK's own default of
   600 s, or `WORKBOOK_REQUEST_TIMEOUT`. It is httpx's timeout per phase (connect, each read, ...),
@@ -38,6 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
 from dotenv import dotenv_values
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
@@ -45,7 +55,8 @@ from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from helpers.mock import get_mock
+from helpers import budget
+from helpers.mock import MockHandle, get_mock
 
 WORKBOOK_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -62,6 +73,7 @@ class BackendConfig:
     api_key: SecretStr | None = None
     base_url: str | None = None
     request_timeout: float = 600.0
+    max_requests: int = budget.DEFAULT_MAX_REQUESTS  # only a real backend counts them
 
     def describe(self) -> str:
         """One line for learners: which backend and model, and whether it costs money."""
@@ -88,8 +100,9 @@ def load_config(
         raise ValueError(f"WORKBOOK_BACKEND must be one of {BACKENDS}, not {backend!r}")
     model = setting("WORKBOOK_MODEL") or DEFAULT_MODEL
     timeout = _seconds("WORKBOOK_REQUEST_TIMEOUT", setting("WORKBOOK_REQUEST_TIMEOUT"), DEFAULT_REQUEST_TIMEOUT)
+    max_requests = _count("WORKBOOK_MAX_REQUESTS", setting("WORKBOOK_MAX_REQUESTS"), budget.DEFAULT_MAX_REQUESTS)
     if backend == "mock":
-        return BackendConfig(backend="mock", model=model, request_timeout=timeout)
+        return BackendConfig(backend="mock", model=model, request_timeout=timeout, max_requests=max_requests)
 
     key, base_url = setting("OPENAI_API_KEY"), setting("OPENAI_BASE_URL")
     if key is None and base_url is None:
@@ -98,7 +111,16 @@ def load_config(
             "(or OPENAI_BASE_URL for a local OpenAI-compatible server)"
         )
     # Local OpenAI-compatible servers usually accept any key.
-    return BackendConfig("openai", model, SecretStr(key or "not-needed"), base_url, timeout)
+    return BackendConfig("openai", model, SecretStr(key or "not-needed"), base_url, timeout, max_requests)
+
+
+def _count(name: str, value: str | None, default: int) -> int:
+    """A setting that holds a positive whole number; ValueError naming it otherwise."""
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a positive whole number, such as 300, not {value!r}")
+    return int(value)
 
 
 def _seconds(name: str, value: str | None, default: float) -> float:
@@ -115,6 +137,8 @@ def _seconds(name: str, value: str | None, default: float) -> float:
 
 
 _announced: set[tuple[str, str]] = set()
+_routed: ContextVar[MockHandle | None] = ContextVar("routed_mock", default=None)
+_CHOSEN_IN_ENV = ("base_url", "openai_api_base", "api_key", "openai_api_key")  # .env chooses these
 
 
 def get_llm(
@@ -126,33 +150,91 @@ def get_llm(
     arguments (`max_retries`, `timeout`, `rate_limiter`, ...) go to `ChatOpenAI`; without `timeout`,
     each request gets the configured request timeout (600 s unless `.env` says otherwise).
     """
+    if "model_name" in kwargs:  # ChatOpenAI's other name for `model`
+        if model is not None and kwargs["model_name"] != model:
+            raise ValueError(f"get_llm got model={model!r} and model_name={kwargs['model_name']!r}: give one")
+        model = kwargs.pop("model_name")
+    if chosen := sorted(set(kwargs) & set(_CHOSEN_IN_ENV)):
+        raise ValueError(f"get_llm does not take {', '.join(chosen)}: the server and key are chosen in .env "
+                         "(OPENAI_BASE_URL, OPENAI_API_KEY), or use backend='mock'")
     config = load_config()
     if backend is not None and backend != config.backend:
         if backend != "mock":
             raise ValueError("only backend='mock' can be forced; choose a real API in .env")
+    routed = _routed.get()
+    if routed is not None or backend == "mock":
         config = BackendConfig("mock", config.model, request_timeout=config.request_timeout)
     if model is not None:
-        config = BackendConfig(config.backend, model, config.api_key, config.base_url, config.request_timeout)
+        config = BackendConfig(config.backend, model, config.api_key, config.base_url, config.request_timeout,
+                               config.max_requests)
 
     kwargs.setdefault("temperature", 0)
+    kwargs.setdefault("stream_usage", True)  # a custom base_url turns streamed usage off by default
     if "timeout" not in kwargs and "request_timeout" not in kwargs:
         kwargs["timeout"] = config.request_timeout  # ChatOpenAI's own default, None, waits forever
     if config.backend == "mock":
-        llm = ChatOpenAI(
-            model=config.model,
-            base_url=get_mock().base_url,
-            api_key=SecretStr("mock-key"),
-            stream_usage=True,  # a custom base_url turns streamed usage off by default
-            **kwargs,
-        )
+        mock = routed or (get_mock() if load_config().backend == "mock" else _demo_mock())
+        llm = ChatOpenAI(model=config.model, base_url=mock.base_url, api_key=SecretStr("mock-key"), **kwargs)
     else:
-        llm = ChatOpenAI(
-            model=config.model, api_key=config.api_key, base_url=config.base_url, **kwargs
-        )
-    if (config.backend, config.model) not in _announced:
+        llm = budget.guard(ChatOpenAI(model=config.model, api_key=config.api_key, base_url=config.base_url,
+                                      **kwargs))
+    if (config.backend, config.model) not in _announced and routed is None and backend is None:
         _announced.add((config.backend, config.model))
         print(config.describe())
     return llm
+
+
+# ---------------------------------------------------------------- demos that need the mock itself
+
+_lesson_settings: dict[str, Any] = {}  # the lesson's mock settings, for a demo mock started later
+_configured: set[int] = set()  # the demo mocks (by process id) that have the lesson's settings
+
+
+def lesson_mock(**settings: Any) -> MockHandle | None:
+    """Set up the mock for a lesson, e.g. lesson_mock(speed=4); returns it, or None on a real backend.
+
+    On a real backend no request of the lesson reaches the mock, so nothing is configured now: the
+    settings are kept for the demos that need the mock (`mock_demo`), and applied when one starts it.
+    """
+    _lesson_settings.clear()
+    _lesson_settings.update(settings)
+    if load_config().backend != "mock":
+        return None
+    mock = get_mock()
+    mock.reset()
+    mock.configure(**settings)
+    return mock
+
+
+def mock_demo(needs: str) -> MockHandle:
+    """The mock, for a demo that needs it (`needs`: "the mock's fault injection", ...); returns its handle.
+
+    On the mock this is the lesson's mock. On a real backend it is a local mock no lesson request
+    reaches, started with the lesson's settings, and one line says so. Build the demo's models with
+    get_llm(backend="mock").
+    """
+    if load_config().backend == "mock":
+        return get_mock()
+    print(f"This demo needs {needs}: it runs on the local mock.")
+    return _demo_mock()
+
+
+def _demo_mock() -> MockHandle:
+    mock = get_mock()
+    if mock.process.pid not in _configured:
+        _configured.add(mock.process.pid)
+        mock.configure(**_lesson_settings)
+    return mock
+
+
+@contextlib.contextmanager
+def routed_to(mock: MockHandle) -> Iterator[None]:
+    """Backstage, for the checks: inside the block every get_llm() builds on `mock`, whatever .env says."""
+    token = _routed.set(mock)
+    try:
+        yield
+    finally:
+        _routed.reset(token)
 
 
 def aiohttp_http_client(max_connections: int = 1000) -> Any:

@@ -9,6 +9,9 @@ does compare, and raises when the measurement disagrees with what the lesson say
     claim("the mock saw 10 requests, not 40", seen == 10)
     # Claim: the mock saw 10 requests, not 40 — holds
 
+On a real backend (`.env`) a verdict that differs from the lesson's is printed, not raised: the
+lesson's numbers were measured on the mock, and another server may well behave otherwise.
+
 A claim the lesson expects to fail (the seed's promises, for example) says so with
 `expected=False`, and then it raises if the claim unexpectedly holds.
 
@@ -25,6 +28,11 @@ from collections.abc import Awaitable, Callable, Mapping
 HOLDS, FAILS = "holds", "does not hold"
 
 
+def on_real_backend() -> bool:
+    from helpers.budget import is_active  # the budget is active exactly when .env picks a real backend
+    return is_active()
+
+
 class ClaimContradicted(AssertionError):
     """The measurement says the opposite of what the lesson's prose says."""
 
@@ -39,6 +47,10 @@ def claim(text: str, ok: object, expected: bool = True) -> None:
         raise TypeError(f"claim({text!r}, ok=...) needs a True/False verdict, got {type(ok).__name__}: {ok!r}")
     holds = bool(ok)
     verdict = HOLDS if holds else FAILS
+    if holds != expected and on_real_backend():  # the prose was measured on the mock: report, don't stop
+        print(f"Claim: {text} — {verdict} on this backend (the lesson says it {HOLDS if expected else FAILS} "
+              "on the mock)")
+        return
     if holds != expected:
         said = HOLDS if expected else FAILS
         raise ClaimContradicted(f"Claim: {text} — {verdict}, but the lesson says it {said}. "

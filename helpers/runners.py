@@ -56,6 +56,10 @@ def _expected_keys(chain: Any) -> list[str] | None:
 
 def _bad_input(index: int, item: Any, keys: list[str] | None) -> str | None:
     """Why `item` cannot go into a chain that expects a mapping with `keys`, or None if it can."""
+    raw = [k for k, v in item.items() if isinstance(v, (bytes, bytearray))] if isinstance(item, Mapping) else []
+    if raw or isinstance(item, (bytes, bytearray)):  # a prompt would show the bytes' repr, b'...'
+        where = f"input {index}'s {raw[0]!r}" if raw else f"input {index}"
+        return f"{where} is bytes, which a prompt shows as b'...': decode it first, e.g. value.decode('utf-8')"
     if keys is None or isinstance(item, Mapping):
         return None
     example = "{" + ", ".join(f"{key!r}: ..." for key in keys) + "}" if keys else "a dict"

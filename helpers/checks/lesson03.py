@@ -13,11 +13,10 @@ learner's run through a LangChain configure hook, so it sees the same first toke
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -25,11 +24,11 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tracers.context import register_configure_hook
 from langchain_openai import ChatOpenAI
 
-from helpers.backend import DEFAULT_MODEL, SEED_PROMPTS, make_chain, translation_chain
+from helpers.backend import DEFAULT_MODEL, SEED_PROMPTS, routed_to, translation_chain
 from helpers.checks.common import (FAULT_FREE, NOT_DONE, SENTENCES_TEMPLATE, ExerciseFailed, call_learner, fail,
                                    long_answer_topics, passed, require_async)
 from helpers.metrics import LatencyStats, is_number, percentile, slots_busy_while_refilling
-from helpers.mock import MockHandle, control, request_key, roll, start_mock
+from helpers.mock import MockHandle, request_key, roll, start_mock
 from helpers.runners import BatchReport, run_tracked
 from helpers.timing import RequestTimer
 
@@ -153,17 +152,6 @@ def _one_slow_among(mock: MockHandle, count: int) -> list[str]:
     return fast[: count // 2] + tail[:1] + fast[count // 2: count - 1]
 
 
-@contextlib.contextmanager
-def _learners_mock(mock: MockHandle) -> Iterator[None]:
-    """Point get_llm() (the learner's model) at `mock` for the length of the block."""
-    saved = control._mock
-    control._mock = mock
-    try:
-        yield
-    finally:
-        control._mock = saved
-
-
 def _ttft_mistake(value: float, ttfts: list[float], latencies: list[float]) -> str | None:
     """None if `value` is the p99 of `ttfts`; else the hint for the statistic it is closest to."""
     p99 = percentile(ttfts, 99)
@@ -198,7 +186,7 @@ async def check_run_with_ttft(run_with_ttft: Callable[..., Any], *, n: int = 40)
         topics = _one_slow_among(mock, n)  # so p99 sits well between the typical TTFT and the max
         token = _WATCHER.set(watcher)
         try:
-            with _learners_mock(mock):
+            with routed_to(mock):  # the learner's get_llm() builds on this check's mock
                 result = await call_learner(run_with_ttft, [{"topic": t} for t in topics])
         except ValueError as error:  # percentile() / statistics of an empty list
             fail(f"{type(error).__name__}: {error}. The timer recorded no first tokens: `ainvoke` streams only "
