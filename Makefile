@@ -11,7 +11,7 @@ PORT   ?= 8888
 PYTEST_ARGS ?=
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 300
 
-.PHONY: help lab test run execute student bench clean
+.PHONY: help lab test run execute student bench costs clean
 
 help:
 	@echo "make lab      open the workbook in JupyterLab (mock model, no API key needed)"
@@ -21,6 +21,8 @@ help:
 	@echo "make student  write learner copies (solutions removed) to student/"
 	@echo "make bench    benchmark every batch runner (~12 min; BENCH_ARGS=--quick for ~3 min),"
 	@echo "              write $(BUILD)/bench/results.md and .json and README's Performance section"
+	@echo "make costs    run every notebook on a second OpenAI-compatible server (not the mock) and write"
+	@echo "              README's table of the requests and tokens a real-backend Run All sends (~5 min)"
 	@echo "make clean    remove build output (keeps .venv)"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -55,6 +57,9 @@ student: $(STAMP)
 BENCH_ARGS ?=
 bench: $(STAMP)
 	BENCH_FROM_MAKE=1 $(PY) tools/bench_runners.py --update-readme --out $(BUILD)/bench $(BENCH_ARGS)
+
+costs: $(STAMP)
+	$(PY) tools/real_backend_costs.py --update-readme
 
 clean:
 	rm -rf $(BUILD) student

@@ -25,6 +25,7 @@ PIECE_DELAY = 0.004  # seconds between streamed pieces
 class Counts:
     requests: int = 0  # chat completions received, answered or refused
     refused: int = 0
+    tokens: int = 0  # prompt + completion tokens of the answers, as this server counts them (~4 chars a token)
     paths: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -109,6 +110,8 @@ class OtherServer:
         prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4 + 1
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
                  "total_tokens": prompt_tokens + len(words)}
+        with self.counts.lock:
+            self.counts.tokens += usage["total_tokens"]
         base = {"id": f"other-{time.monotonic_ns()}", "created": int(time.time()), "model": body.get("model", "")}
         await asyncio.sleep(LATENCY)
         if not body.get("stream"):
@@ -144,6 +147,7 @@ class CellRun:
     source: str
     tags: list[str]
     requests: int  # chat completions this cell sent to the other server
+    tokens: int  # the tokens of their answers
     error: str | None  # "Name: message" of an error it raised, or None
     text: str  # everything it printed
 
@@ -157,19 +161,18 @@ def run_notebook(path: str, server: OtherServer, *, timeout: int = 300, max_requ
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
-    before: dict[int, int] = {}
+    before: dict[int, tuple[int, int]] = {}
+    now = lambda: (server.counts.requests, server.counts.tokens)  # noqa: E731
     client = NotebookClient(notebook, timeout=timeout, allow_errors=True, kernel_name="python3",
                             resources={"metadata": {"path": str(Path(path).parent)}},
-                            on_cell_execute=lambda cell, cell_index: before.__setitem__(cell_index,
-                                                                                        server.counts.requests))
+                            on_cell_execute=lambda cell, cell_index: before.__setitem__(cell_index, now()))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKBOOK_", "OPENAI_", "MOCK_"))}
     env.update(WORKBOOK_BACKEND="openai", OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-other-server",
                WORKBOOK_MODEL="other-model")
     if max_requests is not None:
         env["WORKBOOK_MAX_REQUESTS"] = str(max_requests)
-    after: dict[int, int] = {}
-    client.on_cell_executed = lambda cell, cell_index, execute_reply: after.__setitem__(
-        cell_index, server.counts.requests)
+    after: dict[int, tuple[int, int]] = {}
+    client.on_cell_executed = lambda cell, cell_index, execute_reply: after.__setitem__(cell_index, now())
     client.execute(env=env)
     runs = []
     for index, cell in enumerate(notebook.cells):
@@ -183,13 +186,14 @@ def run_notebook(path: str, server: OtherServer, *, timeout: int = 300, max_requ
                 text.append(output.text)
             elif "text/plain" in output.get("data", {}):
                 text.append(output.data["text/plain"])
-        runs.append(CellRun(index, cell.source, cell.metadata.get("tags", []),
-                            after.get(index, server.counts.requests) - before[index], error, "".join(text)))
+        (requests, tokens), (start_requests, start_tokens) = after.get(index, now()), before[index]
+        runs.append(CellRun(index, cell.source, cell.metadata.get("tags", []), requests - start_requests,
+                            tokens - start_tokens, error, "".join(text)))
     return runs
 
 
 def summary(runs: list[CellRun]) -> str:
-    lines = [f"{sum(r.requests for r in runs)} requests reached the other server"]
+    lines = [f"{sum(r.requests for r in runs)} requests ({sum(r.tokens for r in runs):,} tokens) reached the other server"]
     for run in runs:
         marks = [f"{run.requests} requests"] if run.requests else []
         if run.error:

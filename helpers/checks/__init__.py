@@ -1,7 +1,9 @@
 """The exercise checks, one module per lesson (backstage: a learner need not read these).
 
 A notebook calls a check after an exercise: ``from helpers.checks import check_first_answers``.
-Each `check_*` runs the learner's answer against the local mock (never a paid API), prints
+Each `check_*` runs the learner's answer against a private local mock, never the learner's backend,
+even when `.env` selects a paid API: learner code that calls get_llm() inside a check is routed to
+the check's mock (`helpers.backend.routed_to`); tests/test_checks_private.py proves it. It prints
 "✓ Passed: ..." or raises `ExerciseFailed` with a hint that names the mistake ("results are in
 completion order: write each output to its index"). The checks look for the usual wrong answers,
 not only for the right one.
