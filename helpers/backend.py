@@ -162,8 +162,9 @@ def get_llm(
         if backend != "mock":
             raise ValueError("only backend='mock' can be forced; choose a real API in .env")
     routed = _routed.get()
-    if routed is not None or backend == "mock":
-        config = BackendConfig("mock", config.model, request_timeout=config.request_timeout)
+    if routed is not None or backend == "mock":  # a real backend's model name means nothing to the mock
+        mock_model = config.model if config.backend == "mock" else DEFAULT_MODEL
+        config = BackendConfig("mock", mock_model, request_timeout=config.request_timeout)
     if model is not None:
         config = BackendConfig(config.backend, model, config.api_key, config.base_url, config.request_timeout,
                                config.max_requests)

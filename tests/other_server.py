@@ -169,8 +169,7 @@ def run_notebook(path: str, server: OtherServer, *, timeout: int = 300, max_requ
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKBOOK_", "OPENAI_", "MOCK_"))}
     env.update(WORKBOOK_BACKEND="openai", OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-other-server",
                WORKBOOK_MODEL="other-model")
-    if max_requests is not None:
-        env["WORKBOOK_MAX_REQUESTS"] = str(max_requests)
+    env["WORKBOOK_MAX_REQUESTS"] = str(max_requests or 300)  # explicit, so a local .env cannot change it
     after: dict[int, tuple[int, int]] = {}
     client.on_cell_executed = lambda cell, cell_index, execute_reply: after.__setitem__(cell_index, now())
     client.execute(env=env)
