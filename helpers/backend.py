@@ -179,7 +179,8 @@ def get_llm(
     else:
         llm = budget.guard(ChatOpenAI(model=config.model, api_key=config.api_key, base_url=config.base_url,
                                       **kwargs))
-    if (config.backend, config.model) not in _announced and routed is None and backend is None:
+    chosen = routed is None and (backend is None or load_config().backend == backend)  # what .env picked
+    if chosen and (config.backend, config.model) not in _announced:
         _announced.add((config.backend, config.model))
         print(config.describe())
     return llm
