@@ -9,8 +9,9 @@ On the mock nothing here does anything: the mock costs nothing. When `.env` sele
   retries alike. Once the budget is spent the attempt is not sent: `RequestBudgetExceeded` (an
   `openai.OpenAIError`, so the SDK neither retries it nor wraps it) names the budget and how to raise it.
 - The budget is per kernel (per notebook run): default 300, `WORKBOOK_MAX_REQUESTS=...` in `.env`.
-  The counter lives in a small file whose path child processes inherit (`WORKBOOK_BUDGET_LEDGER`),
-  so a child started by the notebook (lesson 04's crash demo) counts against the same budget.
+  The counter lives in a small file whose path child processes get (`WORKBOOK_BUDGET_LEDGER`, or
+  `share()` for a process pool started earlier), so a child started by the notebook (lesson 04's crash
+  demo) counts against the same budget.
   Tokens, from each answer's usage, are counted alongside.
 - `expect(requests, tokens_each)` goes before a cell that sends many requests: it prints the estimate,
   and stops the cell before anything is sent when the estimate does not fit in what is left.
@@ -22,8 +23,8 @@ from __future__ import annotations
 
 import atexit
 import fcntl
-import json
 import os
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 
 LEDGER_VARIABLE = "WORKBOOK_BUDGET_LEDGER"  # the counter file's path, inherited by child processes
 DEFAULT_MAX_REQUESTS = 300
+_RECORD = struct.Struct("<qq")  # the counter file: requests sent, tokens used
 HOW_TO_RAISE = "raise it with WORKBOOK_MAX_REQUESTS=... in .env and restart the kernel"
 
 
@@ -64,9 +66,9 @@ def _ledger_path() -> Path:
     path = os.environ.get(LEDGER_VARIABLE)
     if path and Path(path).is_file():
         return Path(path)
-    handle, name = tempfile.mkstemp(prefix="workbook_budget_", suffix=".json")
-    with os.fdopen(handle, "w") as file:
-        json.dump({"requests": 0, "tokens": 0, "owner": os.getpid()}, file)
+    handle, name = tempfile.mkstemp(prefix="workbook_budget_", suffix=".bin")
+    os.write(handle, _RECORD.pack(0, 0))
+    os.close(handle)
     os.environ[LEDGER_VARIABLE] = name
     atexit.register(_remove_ledger, name, os.getpid())
     return Path(name)
@@ -77,22 +79,32 @@ def _remove_ledger(name: str, owner: int) -> None:
         Path(name).unlink(missing_ok=True)
 
 
+def share() -> dict[str, str]:
+    """The environment a child process needs to count against this kernel's budget ({} on the mock)."""
+    return {LEDGER_VARIABLE: str(_ledger_path())} if is_active() else {}
+
+
 def _update(requests: int = 0, tokens: int = 0, *, limit: int | None = None) -> dict[str, int]:
-    """Add to the counters under a file lock and return them; with `limit`, refuse to pass it."""
-    with open(_ledger_path(), "r+") as file:
-        fcntl.flock(file, fcntl.LOCK_EX)  # released when the file closes
-        counts = json.load(file)
-        if limit is not None and counts["requests"] + requests > limit:
+    """Add to the counters under a file lock and return them; with `limit`, refuse to pass it.
+
+    The two counters are one 16-byte record, read and written whole with one system call each, so a
+    process killed at any moment (lesson 04 kills one) leaves the old counts or the new, never half.
+    """
+    fd = os.open(_ledger_path(), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        sent, used_tokens = _RECORD.unpack(os.pread(fd, _RECORD.size, 0))
+        if limit is not None and sent + requests > limit:
             raise RequestBudgetExceeded(
-                f"Request budget spent: this notebook has sent {counts['requests']} of its "
+                f"Request budget spent: this notebook has sent {sent} of its "
                 f"WORKBOOK_MAX_REQUESTS={limit} requests to a real backend, so this request was not sent. "
                 f"To go on, {HOW_TO_RAISE}.")
-        counts["requests"] += requests
-        counts["tokens"] += tokens
-        file.seek(0)
-        file.truncate()
-        json.dump(counts, file)
-    return counts
+        sent, used_tokens = sent + requests, used_tokens + tokens
+        if requests or tokens:
+            os.pwrite(fd, _RECORD.pack(sent, used_tokens), 0)
+    finally:
+        os.close(fd)  # releases the lock
+    return {"requests": sent, "tokens": used_tokens}
 
 
 def used() -> dict[str, int]:

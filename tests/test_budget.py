@@ -149,3 +149,31 @@ def test_bytes_inputs_get_a_clear_error_before_anything_is_sent(monkeypatch, ite
     chain = translation_chain(get_llm())
     with pytest.raises(ValueError, match=named + r".*decode"):
         run(run_tracked(chain, [{"text": "ok"}, item], max_concurrency=2, progress=False))
+
+
+def _spend_forever() -> None:
+    from helpers import budget as child_budget
+    while True:
+        child_budget._update(requests=1, tokens=3)
+
+
+def test_a_process_killed_while_counting_never_corrupts_the_counter(real_backend, monkeypatch):
+    import os
+    import signal
+    import time
+
+    from helpers.bench.measure import prepare_fresh_processes, start_in_fresh_process
+
+    monkeypatch.setenv("WORKBOOK_MAX_REQUESTS", "100000000")
+    prepare_fresh_processes()  # the fork server starts before the counter exists, as in lesson 04
+    for _ in range(5):
+        child = start_in_fresh_process(_spend_forever)
+        deadline = time.time() + 10
+        while budget.used()["requests"] == 0 and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        counts = budget.used()  # readable, and whole: tokens are always 3 per request
+        assert counts["requests"] > 0, "the child's requests did not reach this kernel's counter"
+        assert counts["tokens"] == 3 * counts["requests"]

@@ -50,6 +50,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable
 
+from helpers import budget
 from helpers.bench.profile import cprofile_lines, cpu_by_package, cpu_split
 from helpers.bench.runners import LAZY, RUNNERS, http_client_for, latency_settings, make_inputs, mock_chain
 from helpers.metrics import slots_busy_while_refilling
@@ -266,11 +267,19 @@ def measure(runner: str, n: int, concurrency: int, **options: Any) -> dict[str, 
 def start_in_fresh_process(target: Callable[..., Any], *args: Any) -> multiprocessing.process.BaseProcess:
     """Start `target(*args)` (a module-level function) in a fresh, preloaded process; returns it.
 
-    `process.pid` is its id (e.g. for os.kill), `process.join()` waits for it.
+    `process.pid` is its id (e.g. for os.kill), `process.join()` waits for it. On a real backend the
+    child counts its requests against this kernel's request budget.
     """
-    process = _context().Process(target=target, args=args, daemon=True)
+    # A forkserver child keeps the environment the server started with: hand it the request budget's
+    # counter (on a real backend) so that its requests count against this kernel's budget.
+    process = _context().Process(target=_with_environment, args=(budget.share(), target, *args), daemon=True)
     process.start()
     return process
+
+
+def _with_environment(environment: dict[str, str], target: Callable[..., Any], *args: Any) -> None:
+    os.environ.update(environment)
+    target(*args)
 
 
 def _json_lines(path: str | os.PathLike[str]) -> Iterator[Any]:
@@ -280,13 +289,22 @@ def _json_lines(path: str | os.PathLike[str]) -> Iterator[Any]:
             yield json.loads(line)
 
 
-def jsonl_job(base_url: str, inputs_path: str, out_path: str, concurrency: int) -> None:
+def jsonl_job(base_url: str | None, inputs_path: str, out_path: str, concurrency: int) -> None:
     """`run_to_jsonl` of the translation chain over the inputs in `inputs_path` into `out_path`,
     resuming; meant for `start_in_fresh_process` (lesson 04 kills it half-way).
 
+    `base_url=None` builds the chain here, in the child, with `get_llm()`: the backend `.env` chooses, as
+    the notebook's own chain does (on a real backend, within the request budget), so a resume in the
+    notebook continues the same backend's run. A mock's address (the notebook's mock, or a test's)
+    talks to that mock instead: a `get_mock()` in the child would start a mock of its own.
     `inputs_path` is a JSON Lines file with one input dict per line ({"text": ...}), read lazily.
     """
-    chain = mock_chain(base_url, "translate")
+    if base_url is None:
+        from helpers.backend import get_llm, translation_chain
+
+        chain = translation_chain(get_llm())
+    else:
+        chain = mock_chain(base_url, "translate")
     asyncio.run(run_to_jsonl(chain, _json_lines(inputs_path), out_path, max_concurrency=concurrency,
                              progress=False))
 
