@@ -154,16 +154,16 @@ def get_llm(
         if model is not None and kwargs["model_name"] != model:
             raise ValueError(f"get_llm got model={model!r} and model_name={kwargs['model_name']!r}: give one")
         model = kwargs.pop("model_name")
-    if chosen := sorted(set(kwargs) & set(_CHOSEN_IN_ENV)):
-        raise ValueError(f"get_llm does not take {', '.join(chosen)}: the server and key are chosen in .env "
+    if refused := sorted(set(kwargs) & set(_CHOSEN_IN_ENV)):
+        raise ValueError(f"get_llm does not take {', '.join(refused)}: the server and key are chosen in .env "
                          "(OPENAI_BASE_URL, OPENAI_API_KEY), or use backend='mock'")
     config = load_config()
-    if backend is not None and backend != config.backend:
-        if backend != "mock":
-            raise ValueError("only backend='mock' can be forced; choose a real API in .env")
+    picked = config.backend  # what .env chose
+    if backend not in (None, "mock", picked):
+        raise ValueError("only backend='mock' can be forced; choose a real API in .env")
     routed = _routed.get()
     if routed is not None or backend == "mock":  # a real backend's model name means nothing to the mock
-        mock_model = config.model if config.backend == "mock" else DEFAULT_MODEL
+        mock_model = config.model if picked == "mock" else DEFAULT_MODEL
         config = BackendConfig("mock", mock_model, request_timeout=config.request_timeout)
     if model is not None:
         config = BackendConfig(config.backend, model, config.api_key, config.base_url, config.request_timeout,
@@ -174,13 +174,12 @@ def get_llm(
     if "timeout" not in kwargs and "request_timeout" not in kwargs:
         kwargs["timeout"] = config.request_timeout  # ChatOpenAI's own default, None, waits forever
     if config.backend == "mock":
-        mock = routed or (get_mock() if load_config().backend == "mock" else _demo_mock())
+        mock = routed or (get_mock() if picked == "mock" else _demo_mock())
         llm = ChatOpenAI(model=config.model, base_url=mock.base_url, api_key=SecretStr("mock-key"), **kwargs)
     else:
         llm = budget.guard(ChatOpenAI(model=config.model, api_key=config.api_key, base_url=config.base_url,
                                       **kwargs))
-    chosen = routed is None and (backend is None or load_config().backend == backend)  # what .env picked
-    if chosen and (config.backend, config.model) not in _announced:
+    if routed is None and config.backend == picked and (config.backend, config.model) not in _announced:
         _announced.add((config.backend, config.model))
         print(config.describe())
     return llm
