@@ -199,6 +199,7 @@ def lesson_mock(**settings: Any) -> MockHandle | None:
     """
     _lesson_settings.clear()
     _lesson_settings.update(settings)
+    _configured.clear()  # a demo mock started earlier takes these settings at the next demo
     if load_config().backend != "mock":
         return None
     mock = get_mock()
