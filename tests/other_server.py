@@ -152,8 +152,12 @@ class CellRun:
     text: str  # everything it printed
 
 
-def run_notebook(path: str, server: OtherServer, *, timeout: int = 300, max_requests: int | None = None) -> list[CellRun]:
-    """Execute the notebook at `path` with .env's real-backend settings pointing at `server`."""
+def run_notebook(path: str, server: OtherServer, *, timeout: int = 300, max_requests: int | None = None,
+                 save_to: str | None = None) -> list[CellRun]:
+    """Execute the notebook at `path` with .env's real-backend settings pointing at `server`.
+
+    With `save_to`, the executed notebook is written there too, to read what a learner would see.
+    """
     import os
     from pathlib import Path
 
@@ -173,6 +177,9 @@ def run_notebook(path: str, server: OtherServer, *, timeout: int = 300, max_requ
     after: dict[int, tuple[int, int]] = {}
     client.on_cell_executed = lambda cell, cell_index, execute_reply: after.__setitem__(cell_index, now())
     client.execute(env=env)
+    if save_to:
+        Path(save_to).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, save_to)
     runs = []
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "code" or index not in before:

@@ -7,7 +7,8 @@ endpoints, so a notebook that still leans on the mock without saying so fails he
 - at least 10 requests reach the other server, so a notebook that skipped everything cannot pass;
 - a cell that sends more than 20 requests printed its estimate first (budget.expect);
 - an exercise check sends none: checks run the learner's code on a private mock.
-The demos that ran on the local mock instead are printed.
+The demos that ran on the local mock instead are printed, and each executed notebook is saved to
+build/other_server/ to read what a learner on a real backend sees.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from helpers.budget import DEFAULT_MAX_REQUESTS
 from other_server import DEMO_LINE, OtherServer, run_notebook, summary
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9]*.ipynb"))
+BUILD = Path(__file__).resolve().parents[1] / "build" / "other_server"
 CHECK_CALL = re.compile(r"\bcheck_\w+\(")
 
 
@@ -34,7 +36,7 @@ def other():
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_the_notebook_runs_on_another_server(notebook, other, capsys):
-    runs = run_notebook(str(notebook), other)
+    runs = run_notebook(str(notebook), other, save_to=str(BUILD / notebook.name))
     total = sum(run.requests for run in runs)
     with capsys.disabled():
         demos = sorted({line.strip() for run in runs for line in run.text.splitlines() if DEMO_LINE in line})
