@@ -7,7 +7,13 @@ show is in here: settings.py lists them all.
 | ----------- | --------------------------------------------------------------------------------- |
 | settings.py | MockSettings: every setting, its default and its effect (one table)               |
 | replies.py  | the answers and token counts: reply_for, count_tokens, split_into_pieces, ...     |
-| server.py   | the HTTP server: rate limits, injected faults (request_key, roll), timing, stats  |
+| server.py   | the HTTP server: the chat endpoint step by step, streaming, /mock/* control       |
+| limits.py   | the rate limits: one token bucket per per-minute limit (RateLimiter)              |
+| faults.py   | the fault rolls (request_key, roll, roll_faults) and an answer's timing           |
+| billing.py  | the billing ledger (stats()["billed"]), the prompt cache, the usage body          |
+| files.py    | the Files API: /v1/files upload, retrieve, content, delete                        |
+| batches.py  | the Batch API: /v1/batches lifecycle, rows, expiry, cancel, output/error files    |
+| batch_input.py | a batch input file checked line by line (the errors that fail a batch)         |
 | wire.py     | OpenAI's wire format: error bodies, the chat.completion body, the stream's events |
 | control.py  | get_mock, start_mock, MockHandle (configure, stats, temporarily), record_stats    |
 | __main__.py | ``python -m helpers.mock --port 8000 --rpm-limit 500`` runs the server by hand     |

@@ -6,6 +6,7 @@ learner calls ``get_mock`` and ``MockHandle``'s methods, but need not read how t
     mock.base_url                      # "http://127.0.0.1:PORT/v1", for ChatOpenAI(base_url=...)
     mock.configure(rpm_limit=500)      # change settings of the running server
     mock.stats()["rate_limited"]       # counters since the last reset
+    mock.stats()["billed"]["batch"]    # what the mock billed per tier: default, flex, batch
     mock.reset()                       # forget attempts, refill rate limits, zero the stats
     async with record_stats(mock) as timeline:   # sample the counters over time (rates, 429s/s)
         ...
@@ -79,8 +80,10 @@ class MockHandle:
         """Forget attempt counts, refill the rate-limit buckets and zero the stats."""
         self._call("POST", "/mock/reset", {})
 
-    def stats(self) -> dict[str, int]:
-        """Counters since the last reset: requests, ok, rate_limited, errors_injected, peak_in_flight, ..."""
+    def stats(self) -> dict[str, Any]:
+        """Counters since the last reset (requests, ok, rate_limited, errors_injected, peak_in_flight, ...),
+        and "billed": the ledger, {"default"|"flex"|"batch": {requests, prompt_tokens, cached_tokens,
+        completion_tokens}} (the billing rule: settings.py)."""
         return self._call("GET", "/mock/stats")
 
     @contextlib.contextmanager

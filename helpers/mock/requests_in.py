@@ -8,7 +8,8 @@ Checked: the body is JSON (not nested absurdly deep) and an object; `model` is a
 is a non-empty list of {"role": one of OpenAI's roles, "content": a string or a list of text parts};
 every text is valid Unicode (no lone surrogate such as a `\\ud800` escape); `stream` is true or
 false; `stream_options` is an object whose `include_usage` is true or false; `max_tokens` and
-`max_completion_tokens` are whole numbers >= 1. Other fields are ignored, as OpenAI ignores what a
+`max_completion_tokens` are whole numbers >= 1; `service_tier` is "auto", "default" or "flex" (the
+tiers the mock serves). Other fields are ignored, as OpenAI ignores what a
 model does not use.
 """
 
@@ -20,13 +21,15 @@ from typing import Any
 
 from aiohttp import web
 
+from helpers.mock.billing import usage_body
 from helpers.mock.replies import count_prompt_tokens, reply_pieces
 from helpers.mock.wire import error_response
 
-__all__ = ["ChatRequest", "DEFAULT_MODEL", "parse_chat_request"]
+__all__ = ["ChatRequest", "DEFAULT_MODEL", "SERVICE_TIERS", "chat_request_from", "parse_chat_request"]
 
 DEFAULT_MODEL = "gpt-4o-mini"
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+SERVICE_TIERS = {"auto": "default", "default": "default", "flex": "flex"}  # as sent -> as served
 MAX_DEPTH = 64  # deeper JSON than this is refused before Python's parser could recurse too far
 
 
@@ -42,13 +45,14 @@ class ChatRequest:
     pieces: tuple[str, ...]  # the reply, one piece per token (cut at max_tokens)
     finish_reason: str  # "stop", or "length" when cut
     prompt_tokens: int
+    service_tier: str = "default"  # "default" or "flex"
+    cached_tokens: int = 0  # set by the server from its prompt cache
 
     def rate_limit_cost(self) -> int:
         return self.prompt_tokens + (self.max_tokens or len(self.pieces))
 
-    def usage(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": len(self.pieces),
-                "total_tokens": self.prompt_tokens + len(self.pieces)}
+    def usage(self) -> dict:
+        return usage_body(self.prompt_tokens, len(self.pieces), self.cached_tokens)
 
 
 class _Invalid(ValueError):
@@ -118,6 +122,15 @@ def _flag(body: dict, name: str, value: Any) -> bool:
     return bool(value)
 
 
+def _service_tier(value: Any) -> str:
+    if value is None:
+        return "default"
+    if not isinstance(value, str) or value not in SERVICE_TIERS:
+        raise _Invalid(f"Invalid value for 'service_tier': {value!r}. The mock serves: "
+                       + ", ".join(f"'{t}'" for t in SERVICE_TIERS) + ".", "service_tier", "invalid_value")
+    return SERVICE_TIERS[value]
+
+
 def _checked(body: Any) -> tuple[str, list[dict], bool, bool, int | None]:
     """(model, messages, stream, include_usage, max_tokens) from a body, or _Invalid naming the field."""
     if not isinstance(body, dict):
@@ -148,11 +161,21 @@ def parse_chat_request(raw: bytes) -> ChatRequest | web.Response:
             body = json.loads(raw)
         except (ValueError, RecursionError):  # includes UnicodeDecodeError and json.JSONDecodeError
             raise _Invalid("We could not parse the JSON body of your request. (HINT: send valid JSON.)") from None
+    except _Invalid as invalid:
+        return error_response(400, str(invalid), "invalid_request_error", code=invalid.code, param=invalid.param)
+    return chat_request_from(body)
+
+
+def chat_request_from(body: Any) -> ChatRequest | web.Response:
+    """The request from a parsed body (a batch row's), or a 400 error response naming the field."""
+    try:
         model, messages, stream, include_usage, max_tokens = _checked(body)
+        tier = _service_tier(body.get("service_tier"))
     except _Invalid as invalid:
         return error_response(400, str(invalid), "invalid_request_error", code=invalid.code, param=invalid.param)
     pieces = reply_pieces(messages)
     cut = max_tokens is not None and len(pieces) > max_tokens
     return ChatRequest(model=model, messages=messages, stream=stream, include_usage=include_usage,
                        max_tokens=max_tokens, pieces=pieces[:max_tokens] if cut else pieces,
-                       finish_reason="length" if cut else "stop", prompt_tokens=count_prompt_tokens(messages))
+                       finish_reason="length" if cut else "stop", prompt_tokens=count_prompt_tokens(messages),
+                       service_tier=tier)

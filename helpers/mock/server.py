@@ -15,15 +15,20 @@ How a request to ``POST /v1/chat/completions`` is handled (``MockServer._chat_co
 3. Attempt count: ``attempt`` = how many times this request (same model and messages) has
    already got past the rate limiter; 0 the first time.
 4. Fault roll: ``roll(seed, kind, request_key, attempt)`` is a number in [0, 1) that looks
-   random but is not. Below ``error_rate`` means an error, and so on. A fresh server (or
-   ``POST /mock/reset``) fails the same requests again, and a retry (next attempt) rolls anew.
+   random but is not (``faults.py``). Below ``error_rate`` means an error, and so on. A fresh server
+   (or ``POST /mock/reset``) fails the same requests again, and a retry (next attempt) rolls anew.
+   A flex request (``service_tier="flex"``) rolls once more, for a 429 "resource unavailable".
 5. Timing: latency = ttft + completion_tokens / tokens_per_second, times jitter (and
-   tail_multiplier for a tail request), divided by speed.
-6. Answer: one JSON body after the whole latency, or a stream of server-sent events: the
-   first token after ttft, then one event per token (their JSON shapes: ``wire.py``).
+   tail_multiplier for a tail request, flex_slowdown for flex), divided by speed.
+6. Billing: past the rolls the request starts generating, and the ledger bills it in full
+   (``billing.py``; the rule is in ``settings.py``). Its ``cached_tokens`` come from the prompt cache.
+7. Answer: one JSON body after the whole latency, or a stream of server-sent events: the
+   first token after ttft, then one event per token (their JSON shapes: ``wire.py``). Once it has
+   all been sent, its prompt counts as cached.
 
-Other endpoints: ``GET /v1/models``, and for notebooks and tests ``GET/POST /mock/settings``,
-``POST /mock/reset`` and ``GET /mock/stats``. Start it with
+Other endpoints: ``GET /v1/models``; the Batch API (``/v1/files``: ``files.py``, ``/v1/batches``:
+``batches.py``); and for notebooks and tests ``GET/POST /mock/settings``, ``POST /mock/reset`` and
+``GET /mock/stats`` (the counters, and ``billed``: the ledger). Start it with
 ``python -m helpers.mock --port 8000 --ttft 0.1``; ``helpers.mock.control`` starts it for the
 notebooks.
 """
@@ -36,7 +41,6 @@ import itertools
 import json
 import math
 import os
-import random
 import sys
 import threading
 import time
@@ -45,150 +49,22 @@ from typing import Any
 
 from aiohttp import web
 
-from helpers.mock.replies import stable_hash
-from helpers.mock.requests_in import DEFAULT_MODEL, parse_chat_request
+from helpers.mock.batches import BatchService
+from helpers.mock.billing import Ledger, PromptCache
+from helpers.mock.faults import Faults, Timing, request_key, roll, roll_faults, timing_for
+from helpers.mock.files import FileStore
+from helpers.mock.limits import Limit, RateLimiter, TokenBucket, format_duration
+from helpers.mock.requests_in import parse_chat_request
 from helpers.mock.settings import MockSettings
-from helpers.mock.wire import error_response, json_answer, server_error, stream_events
+from helpers.mock.wire import error_response, flex_unavailable, json_answer, server_error, stream_events
 
-__all__ = ["MockServer", "RateLimiter", "format_duration", "main", "make_app", "request_key", "roll",
-           "roll_faults", "serve"]
+__all__ = ["Faults", "Limit", "MockServer", "RateLimiter", "Stats", "Timing", "TokenBucket", "format_duration",
+           "main", "make_app", "request_key", "roll", "roll_faults", "serve", "timing_for"]
 
 HOST = "127.0.0.1"
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1-nano")
 MIN_SLEEP = 0.001  # shorter delays are skipped: asyncio cannot sleep that precisely anyway
 STREAM_TICK = 0.05  # a stream wakes at most this often; tokens due meanwhile share one write
-
-
-# ---------------------------------------------------------------- rate limits, faults, timing
-
-
-@dataclass
-class TokenBucket:
-    """Holds up to `capacity` units and refills at `rate` units per second; starts full."""
-
-    capacity: float
-    rate: float
-    level: float  # may go below 0 after a request bigger than the whole bucket
-    updated: float  # time.monotonic() of the last refill
-
-    def refill(self, now: float) -> None:
-        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
-        self.updated = now
-
-    def wait_for(self, amount: float) -> float:
-        """Seconds until `amount` can be taken (0 = now). A full bucket lets anything through."""
-        return max(0.0, (min(amount, self.capacity) - self.level) / self.rate)
-
-
-@dataclass
-class Limit:
-    """One per-minute limit: kind is "requests" or "tokens"."""
-
-    kind: str
-    per_minute: int
-    bucket: TokenBucket
-
-    def remaining(self) -> int:
-        """Remaining on the per-minute scale, as OpenAI reports it."""
-        return max(0, math.floor(self.bucket.level / self.bucket.capacity * self.per_minute))
-
-    def headers(self) -> dict[str, str]:
-        reset = (self.bucket.capacity - self.bucket.level) / self.bucket.rate
-        return {f"x-ratelimit-limit-{self.kind}": str(self.per_minute),
-                f"x-ratelimit-remaining-{self.kind}": str(self.remaining()),
-                f"x-ratelimit-reset-{self.kind}": format_duration(reset)}
-
-
-class RateLimiter:
-    """The RPM and TPM buckets; `admit` takes from both, or (count_rejected=0) a rejected request from neither."""
-
-    def __init__(self, settings: MockSettings) -> None:
-        self.count_rejected = bool(settings.count_rejected)
-        self.limits = []
-        for kind, per_minute in (("requests", settings.rpm_limit), ("tokens", settings.tpm_limit)):
-            if per_minute > 0:
-                capacity = per_minute * settings.limit_window / 60
-                bucket = TokenBucket(capacity, rate=per_minute / 60, level=capacity, updated=time.monotonic())
-                self.limits.append(Limit(kind, per_minute, bucket))
-
-    def admit(self, tokens: int) -> tuple[Limit, int, float] | None:
-        """None if the request may go, else (limit hit, amount requested, seconds to wait)."""
-        now = time.monotonic()
-        rejected = None
-        for limit in self.limits:
-            limit.bucket.refill(now)
-            amount = 1 if limit.kind == "requests" else tokens
-            wait = limit.bucket.wait_for(amount)
-            if wait > 0 and rejected is None:
-                rejected = limit, amount, wait
-        if rejected is None or self.count_rejected:  # OpenAI counts rejected requests too
-            for limit in self.limits:
-                limit.bucket.level -= 1 if limit.kind == "requests" else tokens
-        if rejected is not None and self.count_rejected:  # retry-after: when it fits, now that it was charged
-            rejected = rejected[0], rejected[1], rejected[0].bucket.wait_for(rejected[1])
-        return rejected
-
-    def headers(self) -> dict[str, str]:
-        return {key: value for limit in self.limits for key, value in limit.headers().items()}
-
-
-def format_duration(seconds: float) -> str:
-    """OpenAI's duration format: "120ms", "1.5s", "6m0s"."""
-    if seconds < 1:
-        return f"{math.ceil(seconds * 1000)}ms"
-    if seconds < 60:
-        return f"{round(seconds, 3):g}s"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes}m{rest}s"
-
-
-def request_key(model: str, messages: list[dict]) -> str:
-    """Identifies "the same request" across retries: a hash of model and messages."""
-    return f"{stable_hash(json.dumps([model, messages], sort_keys=True, ensure_ascii=False)):016x}"
-
-
-def roll(seed: int, kind: str, key: str, attempt: int) -> float:
-    """A number in [0, 1) that looks random but is fixed by its arguments."""
-    return stable_hash(seed, kind, key, attempt) / 2**64
-
-
-@dataclass
-class Faults:
-    """What goes wrong with one attempt (each decided by its own roll)."""
-
-    error_status: int | None  # 500 or 503, None for no error
-    hang: bool
-    drop: bool
-    tail: bool
-
-
-def roll_faults(settings: MockSettings, key: str, attempt: int) -> Faults:
-    """What goes wrong with this attempt of the request `key`: one roll per kind of fault."""
-    s = settings
-    error = roll(s.seed, "error", key, attempt)
-    return Faults(error_status=None if error >= s.error_rate else 500 if error < s.error_rate / 2 else 503,
-                  hang=roll(s.seed, "hang", key, attempt) < s.hang_rate,
-                  drop=roll(s.seed, "drop", key, attempt) < s.drop_rate,
-                  tail=roll(s.seed, "tail", key, attempt) < s.tail_fraction)
-
-
-@dataclass
-class Timing:
-    """The delays of one answer, already jittered and divided by speed."""
-
-    ttft: float
-    interval: float  # seconds between two tokens
-
-    def total(self, tokens: int) -> float:
-        return self.ttft + tokens * self.interval
-
-
-def timing_for(settings: MockSettings, is_tail: bool) -> Timing:
-    """This answer's delays: the settings' latency with fresh jitter, slower for a tail request."""
-    scale = (settings.tail_multiplier if is_tail else 1.0) / settings.speed
-    jitter = settings.jitter
-    return Timing(ttft=settings.ttft * scale * random.uniform(1 - jitter, 1 + jitter),
-                  interval=scale * random.uniform(1 - jitter, 1 + jitter) / settings.tokens_per_second)
 
 
 @dataclass
@@ -201,6 +77,7 @@ class Stats:
     errors_injected: int = 0
     hangs_injected: int = 0
     drops_injected: int = 0
+    flex_unavailable: int = 0  # flex requests answered 429 "resource unavailable"
     in_flight: int = 0
     peak_in_flight: int = 0
     prompt_tokens: int = 0
@@ -216,16 +93,25 @@ async def sleep(seconds: float) -> None:
 
 
 class MockServer:
-    """The state (settings, rate limiter, attempt counts, stats) and the HTTP handlers."""
+    """The state (settings, rate limiter, attempt counts, stats, ledger, prompt cache, files, batches)
+    and the chat handlers; files.py and batches.py hold the Batch API's."""
 
     def __init__(self, settings: MockSettings) -> None:
         self.settings = settings
         self.ids = itertools.count(1)
         self.stats = Stats()
+        self.files = FileStore(self)
+        self.batches = BatchService(self)
+        self.ledger = Ledger()
         self.reset()
 
     def reset(self) -> None:
-        """Forget attempts, refill the buckets and zero the stats (requests in flight stay counted)."""
+        """Forget attempts, refill the buckets, zero the stats and the ledger, empty the prompt cache.
+
+        Requests in flight stay counted; files and batches stay (rows finishing later bill anew)."""
+        self.batches.advance()  # rows that finished before the reset belong to the old ledger
+        self.ledger = Ledger()
+        self.cache = PromptCache()
         self.limiter = RateLimiter(self.settings)
         self.attempts: dict[str, int] = {}
         in_flight = self.stats.in_flight
@@ -256,18 +142,26 @@ class MockServer:
         attempt = self.attempts.get(key, 0)
         self.attempts[key] = attempt + 1
         # 4. Fault roll, 5. timing.
-        faults = roll_faults(self.settings, key, attempt)
-        timing = timing_for(self.settings, faults.tail)
+        faults, flex = roll_faults(self.settings, key, attempt), chat.service_tier == "flex"
+        timing = timing_for(self.settings, faults.tail, self.settings.flex_slowdown if flex else 1.0)
         if faults.error_status:
             self.stats.errors_injected += 1
             await sleep(timing.ttft)
             return server_error(faults.error_status, headers)
+        if flex and roll(self.settings.seed, "flex", key, attempt) < self.settings.flex_unavailable_rate:
+            self.stats.flex_unavailable += 1
+            await sleep(timing.ttft)
+            return flex_unavailable(headers)
+        # 6. It starts generating: billed now, in full, whatever happens to its delivery.
+        self.batches.advance()  # batch rows finished by now have warmed the cache
+        chat.cached_tokens = self.cache.cached_tokens(chat.model, chat.messages, chat.prompt_tokens)
+        self.ledger.bill(chat.service_tier, chat.prompt_tokens, chat.cached_tokens, len(chat.pieces))
         if faults.hang:
             self.stats.hangs_injected += 1
             await asyncio.sleep(self.settings.hang_seconds)
-        # 6. Answer.
+        # 7. Answer.
         common = {"id": f"chatcmpl-mock{next(self.ids)}", "created": int(time.time()),
-                  "model": chat.model, "system_fingerprint": "fp_mock"}
+                  "model": chat.model, "service_tier": chat.service_tier, "system_fingerprint": "fp_mock"}
         if chat.stream:
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                                    "Cache-Control": "no-cache", **headers})
@@ -288,6 +182,7 @@ class MockServer:
             request.protocol.force_close()  # close the TCP connection without ending the HTTP response
             return response
         self.stats.ok += 1
+        self.cache.remember(chat.model, chat.messages)
         self.stats.prompt_tokens += chat.prompt_tokens
         self.stats.completion_tokens += len(chat.pieces)
         return response
@@ -327,7 +222,9 @@ class MockServer:
         return web.json_response({"reset": True})
 
     async def get_stats(self, request: web.Request) -> web.Response:
-        return web.json_response(asdict(self.stats))
+        """The counters, and under "billed" the ledger: {tier: {requests, prompt_tokens, cached_tokens, ...}}."""
+        self.batches.advance()
+        return web.json_response({**asdict(self.stats), "billed": self.ledger.as_dict()})
 
     async def not_found(self, request: web.Request) -> web.Response:
         return error_response(404, f"Invalid URL ({request.method} {request.path})", "invalid_request_error")
@@ -371,6 +268,15 @@ def make_app(settings: MockSettings | None = None) -> web.Application:
     app["mock"] = server
     app.router.add_post("/v1/chat/completions", server.chat_completions)
     app.router.add_get("/v1/models", server.models)
+    app.router.add_post("/v1/files", server.files.upload)
+    app.router.add_get("/v1/files", server.files.list)
+    app.router.add_get("/v1/files/{file_id}", server.files.retrieve)
+    app.router.add_delete("/v1/files/{file_id}", server.files.delete)
+    app.router.add_get("/v1/files/{file_id}/content", server.files.content)
+    app.router.add_post("/v1/batches", server.batches.create)
+    app.router.add_get("/v1/batches", server.batches.list)
+    app.router.add_get("/v1/batches/{batch_id}", server.batches.retrieve)
+    app.router.add_post("/v1/batches/{batch_id}/cancel", server.batches.cancel)
     app.router.add_get("/mock/settings", server.get_settings)
     app.router.add_post("/mock/settings", server.post_settings)
     app.router.add_post("/mock/reset", server.post_reset)

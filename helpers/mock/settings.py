@@ -4,24 +4,33 @@ read this to follow the lessons, but every effect the notebooks show is listed h
 Set each one as a CLI flag (``--rpm-limit 500``), an environment variable (``MOCK_RPM_LIMIT=500``),
 or from Python (``handle.configure(rpm_limit=500)`` or ``with handle.temporarily(rpm_limit=500):``):
 
-| setting           | default | what it does                                                        |
-| ----------------- | ------- | ------------------------------------------------------------------- |
-| ttft              | 0.4     | seconds until the first token (time to first token)                 |
-| tokens_per_second | 60.0    | how fast the tokens after the first one come                        |
-| jitter            | 0.2     | each delay is multiplied by uniform(1 - jitter, 1 + jitter)         |
-| tail_fraction     | 0.0     | fraction of requests that are slow (the "long tail")                |
-| tail_multiplier   | 5.0     | how many times slower such a tail request is                        |
-| speed             | 1.0     | divides every delay above (not rate limits, not hang_seconds)       |
-| rpm_limit         | 0       | requests per minute (0 = no limit)                                  |
-| tpm_limit         | 0       | tokens per minute (0 = no limit)                                    |
-| limit_window      | 1.0     | the per-minute limits are enforced on this many seconds (see below) |
-| count_rejected    | 1       | 1: a rejected (429) request still counts against both limits, as at |
-|                   |         | OpenAI; 0: a rejected request costs nothing (kinder than OpenAI)    |
-| error_rate        | 0.0     | fraction of attempts answered with a 500 or 503 error (half each)   |
-| hang_rate         | 0.0     | fraction of attempts that wait hang_seconds before answering        |
-| hang_seconds      | 600.0   | how long a hang lasts                                               |
-| drop_rate         | 0.0     | fraction of attempts whose connection is closed half-way            |
-| seed              | 0       | another seed picks other requests for faults and tails              |
+| setting                | default   | what it does                                                         |
+| ---------------------- | --------- | -------------------------------------------------------------------- |
+| ttft                   | 0.4       | seconds until the first token (time to first token)                  |
+| tokens_per_second      | 60.0      | how fast the tokens after the first one come                         |
+| jitter                 | 0.2       | each delay is multiplied by uniform(1 - jitter, 1 + jitter)          |
+| tail_fraction          | 0.0       | fraction of requests that are slow (the "long tail")                 |
+| tail_multiplier        | 5.0       | how many times slower such a tail request is                         |
+| speed                  | 1.0       | divides every delay above (not rate limits, not hang_seconds)        |
+| rpm_limit              | 0         | requests per minute (0 = no limit)                                   |
+| tpm_limit              | 0         | tokens per minute (0 = no limit)                                     |
+| limit_window           | 1.0       | the per-minute limits are enforced on this many seconds (see below)  |
+| count_rejected         | 1         | 1: a rejected (429) request still counts against both limits, as at  |
+|                        |           | OpenAI; 0: a rejected request costs nothing (kinder than OpenAI)     |
+| error_rate             | 0.0       | fraction of attempts answered with a 500 or 503 error (half each)    |
+| hang_rate              | 0.0       | fraction of attempts that wait hang_seconds before answering         |
+| hang_seconds           | 600.0     | how long a hang lasts                                                |
+| drop_rate              | 0.0       | fraction of attempts whose connection is closed half-way             |
+| seed                   | 0         | another seed picks other requests for faults and tails               |
+| flex_slowdown          | 3.0       | service_tier="flex": every delay above is this many times longer     |
+| flex_unavailable_rate  | 0.05      | fraction of flex attempts answered 429 "resource unavailable"        |
+| batch_validate_seconds | 2.0       | a batch stays "validating" this long (divided by speed)              |
+| batch_concurrency      | 20        | how many rows of one batch run at once                               |
+| batch_finalize_seconds | 2.0       | "finalizing" (and "cancelling") last this long (divided by speed)    |
+| batch_window_seconds   | 86400     | a batch expires this many seconds after it was created: its real     |
+|                        |           | completion window, NOT divided by speed (OpenAI's "24h" = 86400)     |
+| batch_max_requests     | 50000     | a batch file with more requests fails validation (too_many_tasks)    |
+| batch_max_bytes        | 209715200 | a batch file upload larger than this is refused (400, 200 MB)        |
 
 Each field of ``MockSettings`` also declares its valid range, finite for every one (no duration may
 be infinite, so no setting can make the mock hang for ever); a bad value raises ValueError naming the
@@ -43,6 +52,34 @@ charge included. ``count_rejected=0`` makes rejections free.
 Faults (errors, hangs, drops) and tails are decided per attempt by a roll that looks random but
 is fixed by (seed, request, attempt number): a fresh server (or ``POST /mock/reset``) fails the
 same requests again, and a retry rolls anew. How a request is handled: ``server.py``.
+
+Billing (``GET /mock/stats``, ``stats["billed"]``, per tier "default", "flex" and "batch"; zeroed by
+reset). The rule: a 429 (rate limit or flex "resource unavailable") and any 4xx are not billed, nor is
+an injected 500/503. A request that gets past those starts generating, and is billed at that moment
+for its prompt and its WHOLE completion: the mock's model writes the whole answer at once, and what
+a hang, a client timeout or a drop cuts is only its delivery, so they are billed in full. A batch row
+is billed when it finishes (a row that hangs finishes as ``request_timeout``, billed like a hang);
+rows that never ran because the batch expired or was cancelled are not billed.
+
+Prompt caching, as OpenAI reports it: a prompt whose first 1,024 tokens or more match a prompt that
+has already FINISHED (same model, same messages up to there) gets ``cached_tokens`` = the longest
+such prefix, in steps of 128 tokens from 1,024 (a prefix token = 4 bytes of the messages' text). A
+prompt counts once a request with it has finished, never when one merely arrived, so requests sent
+together after one warm-up request all hit whatever order they arrive in (with no warm-up, which of
+them hit would depend on which finished first). A batch's rows see the cache as it was when the
+batch was created. The cache holds at most 100,000 prefixes (oldest forgotten first) and is emptied
+by reset. Flex: service_tier="flex" is slower by flex_slowdown, sometimes 429 (its own roll per
+attempt), and billed under "flex" (batch prices); "auto" and "default" mean the default tier; any
+other value is a 400.
+
+Batches (``/v1/files``, ``/v1/batches``: ``batches.py``): validating -> in_progress -> finalizing ->
+completed, or failed (validation), expired (its window ran out), cancelling -> cancelled. Rows run
+batch_concurrency at a time, each taking the latency above (its jitter rolled, not random), with the
+same fault rolls as a live request: error_rate gives HTTP-error rows, hang_rate rows that time out
+after hang_seconds; drop_rate does not apply (a batch row has no connection to drop). Batch rows
+do not count against rpm_limit and tpm_limit, nor in the request counters of ``/mock/stats``
+(OpenAI gives the Batch API limits of its own); they do bill into "batch". The settings in force
+when a batch is created fix its whole schedule.
 """
 
 from __future__ import annotations
@@ -81,6 +118,14 @@ class MockSettings:
     hang_seconds: float = _setting(600.0, high=3600.0)
     drop_rate: float = _setting(0.0, high=1.0)
     seed: int = _setting(0, low=-(2**63), high=2**63 - 1)
+    flex_slowdown: float = _setting(3.0, low=1.0, high=100.0)
+    flex_unavailable_rate: float = _setting(0.05, high=1.0)
+    batch_validate_seconds: float = _setting(2.0, high=3600.0)
+    batch_concurrency: int = _setting(20, high=10_000, above_zero=True)
+    batch_finalize_seconds: float = _setting(2.0, high=3600.0)
+    batch_window_seconds: float = _setting(86400.0, high=86400.0, above_zero=True)
+    batch_max_requests: int = _setting(50_000, high=50_000, above_zero=True)
+    batch_max_bytes: int = _setting(209_715_200, high=209_715_200, above_zero=True)
 
     def __post_init__(self) -> None:
         for f in fields(self):
