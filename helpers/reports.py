@@ -3,9 +3,12 @@
 A learner may read this; the runners in `helpers.runners` are the lesson, this is their output.
 
 - `BatchReport` (from `run_tracked`): results in input order, `Failure` records, per-input (start,
-  end) intervals, latency percentiles, peak and mean in flight.
-- `StreamEvent` (from `stream_merged`): a token, or one "done" / "error" per input.
-- `JsonlSummary` (from `run_to_jsonl`): counts for the run; the results themselves are in the file.
+  end) intervals, latency percentiles, peak and mean in flight, and each input's token usage.
+- `StreamEvent` (from `stream_merged`): a token, or one "done" / "error" per input (with its usage).
+- `JsonlSummary` (from `run_to_jsonl`): counts, tokens and cost for the run; the results are in the file.
+
+Usage and cost (`helpers.usage`): `report.usage[i]` is input i's `InputUsage` (the answer's tokens, and
+failed attempts' apart); `report.usage_totals` / `summary.usage` sum them per model and price them.
 
 - `Progress`: a run's progress bar, and its count of requests in flight.
 - `describe_error(exc)`: one line a person can act on, for a Failure or an error record.
@@ -25,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .metrics import LatencyStats, StreamingStats, format_seconds, mean_in_flight
 from .reliability import _is_out_of_quota, is_retryable
+from .usage import InputUsage, UsageTotals
 
 __all__ = ["describe_error", "Progress", "Failure", "BatchReport", "StreamEvent", "JsonlSummary"]
 
@@ -132,6 +136,7 @@ class BatchReport(_Readable):
     max_concurrency: int
     latency: LatencyStats
     inputs_error: str | None = None  # set when the inputs iterable raised: results hold what finished before
+    usage: list[InputUsage | None] = field(default_factory=list, repr=False)  # per input, in input order
 
     @property
     def ok(self) -> int:
@@ -147,6 +152,14 @@ class BatchReport(_Readable):
         return len(self.results) / self.wall_time if self.wall_time > 0 else 0.0
 
     @property
+    def usage_totals(self) -> UsageTotals:
+        """The run's tokens and cost (`.total()`, `.cost()`), failed attempts apart (`.failed_attempts()`)."""
+        totals = UsageTotals()
+        for usage in self.usage:
+            totals.add(usage)
+        return totals
+
+    @property
     def mean_in_flight(self) -> float:
         """Average requests in flight: busy time / wall time (= throughput × mean latency, Little's law)."""
         return mean_in_flight(self.intervals, self.wall_time)
@@ -160,6 +173,7 @@ class BatchReport(_Readable):
                        ("wall time", format_seconds(self.wall_time)), ("throughput", f"{self.throughput:.1f} req/s"),
                        ("latency", self.latency.line()),
                        ("in flight", f"peak {self.peak_in_flight} (limit {self.max_concurrency}) · mean {self.mean_in_flight:.1f}"),
+                       *([("usage", self.usage_totals.lines())] if self.usage_totals else []),
                        *([("failures", failures)] if failures else []),
                        *([("stopped early", self.inputs_error)] if self.inputs_error else [])])
 
@@ -179,6 +193,7 @@ class StreamEvent:
     error: str | None = None
     ttft: float | None = None
     latency: float | None = None
+    usage: InputUsage | None = None  # on done and error events: the input's tokens
 
 
 @dataclass
@@ -195,6 +210,7 @@ class JsonlSummary(_Readable):
     peak_in_flight: int
     max_concurrency: int
     latency: StreamingStats = field(repr=False)
+    usage: UsageTotals = field(default_factory=UsageTotals, repr=False)  # what this run's calls used and cost
 
     @property
     def throughput(self) -> float:
@@ -206,11 +222,12 @@ class JsonlSummary(_Readable):
         self.skipped += 1
         self.skipped_errors += recorded == "error"
 
-    def add_written(self, latency: float, ok: bool) -> None:
-        """Count an input this run finished and wrote."""
+    def add_written(self, latency: float, ok: bool, usage: InputUsage | None = None) -> None:
+        """Count an input this run finished and wrote, and the tokens it used."""
         self.written += 1
         self.ok, self.failed = self.ok + ok, self.failed + (not ok)
         self.latency.add(latency)
+        self.usage.add(usage)
 
     def summary(self) -> str:
         """A short readable table of the run."""
@@ -219,4 +236,5 @@ class JsonlSummary(_Readable):
         return _table([("file", self.path.name), ("written", f"{self.written}: {self.ok} ok, {self.failed} failed"),
                        ("skipped", skipped), ("wall time", format_seconds(self.wall_time)),
                        ("throughput", f"{self.throughput:.1f} req/s"), ("latency", self.latency.line()),
-                       ("in flight", f"peak {self.peak_in_flight} (limit {self.max_concurrency})")])
+                       ("in flight", f"peak {self.peak_in_flight} (limit {self.max_concurrency})"),
+                       *([("usage", self.usage.lines())] if self.usage else [])])

@@ -2,14 +2,17 @@
 
 Read this with `helpers.runners.run_to_jsonl`, which appends to it. A record is one JSON object:
 
-    {"v": 2, "index": 7, "input_sha": "3f0a9c1e2b7d", "output": "Test7", "attempts": 1, "latency": 0.412}
-    {"v": 2, "index": 8, "input_sha": "9be41d07c2aa", "error": {"type": "RateLimitError", "message": "..."},
-     "attempts": 4, "latency": 9.1}
+    {"v": 3, "index": 7, "input_sha": "3f0a9c1e2b7d", "output": "Test7", "attempts": 1, "latency": 0.412,
+     "usage": {"model": "gpt-4o-mini", "tier": "default", "prompt_tokens": 14, "cached_tokens": 0,
+               "completion_tokens": 6, "calls": 1, "unreported": 0}}
+    {"v": 3, "index": 8, "input_sha": "9be41d07c2aa", "error": {"type": "RateLimitError", "message": "..."},
+     "attempts": 4, "latency": 9.1, "usage": {...all 0...}, "failed_usage": {..., "unreported": 4}}
 
 `index` is the input's position in the run's inputs and `input_sha` a short fingerprint of the input
 itself, so a resume with reordered or different inputs is refused instead of filing answers under the
 wrong inputs. An index may appear more than once (a rerun after an error): the last record wins.
-Records of format version 1 (no `v`, no `input_sha`) are still read.
+`usage` is what the answer's call used, `failed_usage` (only if an attempt failed) what failed attempts
+did (`helpers.usage`). Records of versions 1 (no `v`, no `input_sha`) and 2 (no usage) are still read.
 
 What survives what:
 - each record is written and flushed at once, so it survives the process being killed (`kill -9`, the
@@ -38,6 +41,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .usage import InputUsage, usage_fields
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; the workbook's classroom machines are Linux and macOS
@@ -46,7 +51,7 @@ except ImportError:  # Windows: no advisory locks; the workbook's classroom mach
 __all__ = ["FORMAT_VERSION", "InputMismatch", "ResultsFile", "ResultsFileBusy", "input_fingerprint",
            "read_jsonl_results"]
 
-FORMAT_VERSION = 2  # 1: index, output|error, attempts, latency. 2: adds "v" and "input_sha".
+FORMAT_VERSION = 3  # 1: index, output|error, attempts, latency. 2: adds "v" and "input_sha". 3: adds usage.
 
 
 class ResultsFileBusy(RuntimeError):
@@ -229,12 +234,12 @@ class ResultsFile:
         return "ok" if ok else "error"
 
     def append(self, index: int, output: Any, error: tuple[str, str] | None, attempts: int, latency: float,
-               item: Any = None) -> bool:
+               item: Any = None, usage: InputUsage | None = None) -> bool:
         """Write one finished input's record: its output, or `error` as (type name, readable message).
 
         Returns whether the record holds an output (an output that cannot be written becomes an error)."""
         head = {"v": FORMAT_VERSION, "index": index, "input_sha": input_fingerprint(item)}
-        tail = {"attempts": attempts, "latency": round(latency, 4)}
+        tail = {"attempts": attempts, "latency": round(latency, 4), **usage_fields(usage)}
         result = {"output": output} if error is None else {"error": {"type": error[0], "message": error[1]}}
         line = json.dumps({**head, **result, **tail}, ensure_ascii=False, default=_jsonable)
         try:

@@ -17,7 +17,8 @@ Read this module: it is what lessons 02-06 teach. All three runners share one co
 Then each runner is short: `run_tracked` -> BatchReport (results in input order, Failure records,
 latency percentiles); `stream_merged` -> async iterator of StreamEvent (tokens as they arrive, then
 one "done" or "error" per input); `run_to_jsonl` -> JsonlSummary, with every result in a
-`helpers.results_file.ResultsFile` as it finishes, so a rerun resumes where a crash stopped.
+`helpers.results_file.ResultsFile` as it finishes, so a rerun resumes where a crash stopped. Each
+input's token usage is caught on its way past the parser by a `helpers.usage.UsageMeter`.
 
 When you pass `retry=`, build the model with `max_retries=0`: otherwise the openai SDK also
 retries 429s and 5xx (twice, by default) inside each of our attempts.
@@ -38,6 +39,7 @@ from .metrics import LatencyStats, StreamingStats, is_number
 from .reliability import RetryPolicy, TokenRateLimiter, invoke_robustly
 from .reports import BatchReport, Failure, JsonlSummary, Progress, StreamEvent, describe_error
 from .results_file import ResultsFile, check_output_path, read_jsonl_results
+from .usage import InputUsage, UsageMeter
 
 __all__ = ["run_pool", "attempt", "ChainCancelled", "Failure", "BatchReport", "run_tracked", "StreamEvent", "stream_merged",
            "JsonlSummary", "run_to_jsonl", "read_jsonl_results"]
@@ -128,6 +130,7 @@ class Outcome:
     attempts: int
     start: float  # time.perf_counter() seconds
     end: float
+    usage: InputUsage | None = None
 
 
 class ChainCancelled(Exception):
@@ -144,17 +147,17 @@ def _cancelled_from_inside(exc: asyncio.CancelledError) -> ChainCancelled:
 
 async def attempt(job: Job, index: int, item: Any) -> Outcome:
     """Run one input through the job's chain with its limiter, timeout and retries; never raises an Exception."""
-    start = time.perf_counter()
+    start, meter = time.perf_counter(), UsageMeter()
     problem = _bad_input(index, item, job.keys)
     if problem:  # only lazy inputs get here: a list was checked whole
         output, error, attempts = None, ValueError(problem), 0
     else:
         try:
-            output, error, attempts = await invoke_robustly(job.chain, item, job.config, job.retry, job.timeout,
-                                                            job.limiter)
+            output, error, attempts = await invoke_robustly(job.chain, item, meter.config(job.config), job.retry,
+                                                            job.timeout, job.limiter)
         except asyncio.CancelledError as exc:
             output, error, attempts = None, _cancelled_from_inside(exc), 1
-    return Outcome(index, output, error, attempts, start, time.perf_counter())
+    return Outcome(index, output, error, attempts, start, time.perf_counter(), meter.result(error is None))
 
 
 def _puller(items: Iterable[Any] | AsyncIterable[Any],
@@ -248,7 +251,8 @@ async def run_tracked(chain: Any, inputs: Iterable[Any], *, max_concurrency: int
                 for o in ordered if o.error is not None]
     intervals = [(o.start - t0, o.end - t0) for o in ordered]
     return BatchReport([o.output for o in ordered], failures, intervals, wall_time, meter.peak, max_concurrency,
-                       LatencyStats.from_values([o.end - o.start for o in ordered]), inputs_error)
+                       LatencyStats.from_values([o.end - o.start for o in ordered]), inputs_error,
+                       [o.usage for o in ordered])
 
 
 # ------------------------------------------------------------------ 4. stream_merged: many streams, one queue
@@ -276,11 +280,11 @@ def stream_merged(chain: Any, inputs: Iterable[Any], *, max_concurrency: int,
 
 async def _stream_one(job: Job, index: int, item: Any, emit: Callable[[StreamEvent], Awaitable[None]]) -> None:
     """Stream one input, emitting a token event per chunk, then one done or error event."""
-    start, ttft, parts = time.perf_counter(), None, []
+    start, ttft, parts, meter = time.perf_counter(), None, [], UsageMeter()
     try:
         if problem := _bad_input(index, item, job.keys):
             raise ValueError(problem)
-        async for chunk in job.chain.astream(item, job.config):
+        async for chunk in job.chain.astream(item, meter.config(job.config)):
             if text := _chunk_text(chunk):  # skip e.g. the empty first chunk that only carries the role
                 ttft = time.perf_counter() - start if ttft is None else ttft
                 parts.append(text)
@@ -289,9 +293,10 @@ async def _stream_one(job: Job, index: int, item: Any, emit: Callable[[StreamEve
         if isinstance(exc, asyncio.CancelledError):
             exc = _cancelled_from_inside(exc)
         message = f"{type(exc).__name__}: {describe_error(exc)}"
-        await emit(StreamEvent(index, "error", "".join(parts), message, ttft, time.perf_counter() - start))
+        await emit(StreamEvent(index, "error", "".join(parts), message, ttft, time.perf_counter() - start,
+                               meter.result(False)))
         return
-    await emit(StreamEvent(index, "done", "".join(parts), None, ttft, time.perf_counter() - start))
+    await emit(StreamEvent(index, "done", "".join(parts), None, ttft, time.perf_counter() - start, meter.result(True)))
 
 
 async def _merged_events(job: Job) -> AsyncIterator[StreamEvent]:
@@ -372,7 +377,8 @@ def _record_each(job: Job, results: ResultsFile, summary: JsonlSummary, meter: P
             return
         outcome = await meter.track(attempt(job, index, item))
         error = None if outcome.error is None else (type(outcome.error).__name__, describe_error(outcome.error, job.timeout))
-        ok = results.append(index, outcome.output, error, outcome.attempts, outcome.end - outcome.start, item=item)
-        summary.add_written(outcome.end - outcome.start, ok=ok)
+        ok = results.append(index, outcome.output, error, outcome.attempts, outcome.end - outcome.start, item=item,
+                            usage=outcome.usage)
+        summary.add_written(outcome.end - outcome.start, ok=ok, usage=outcome.usage)
 
     return handle
