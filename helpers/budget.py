@@ -154,13 +154,20 @@ def guard(llm: Any) -> Any:
 def expect(requests: int, tokens_each: int, what: str = "this cell") -> None:
     """Before a cell sends many requests: print the estimate, and stop if it does not fit in the budget.
 
-    On the mock this does nothing. `tokens_each` is a rough prompt + answer size per request.
+    On the mock this does nothing. `tokens_each` is a rough prompt + answer size per request. The cost is
+    an upper bound, every token at the model's output price (helpers/prices.py), or "price unknown".
     """
     if not is_active():
         return
+    from helpers.backend import load_config
+    from helpers.prices import price_for
+    from helpers.usage import format_cost
+
     counts, limit = used(), _max_requests()
-    left = limit - counts["requests"]
-    print(f"Estimate for {what}: about {requests:,} requests and {requests * tokens_each:,} tokens "
+    left, model = limit - counts["requests"], load_config().model
+    price = price_for(model)  # an upper bound: every token at the output price
+    money = f"up to {format_cost(requests * tokens_each * price.output / 1e6)}" if price else format_cost(None, model)
+    print(f"Estimate for {what}: about {requests:,} requests and {requests * tokens_each:,} tokens, {money} "
           f"(budget: {counts['requests']:,} of {limit:,} requests used, {left:,} left)")
     if requests > left:
         raise RequestBudgetExceeded(

@@ -87,6 +87,15 @@ def test_an_estimate_over_budget_stops_the_cell_before_anything_is_sent(real_bac
     assert real_backend.counts.requests == start
 
 
+def test_the_estimate_prices_the_model_or_says_it_cannot(real_backend, monkeypatch, capsys):
+    monkeypatch.setenv("WORKBOOK_MODEL", "gpt-4o-mini")
+    budget.expect(2, tokens_each=500_000, what="a big job")  # 1M tokens at $0.60 per 1M output tokens
+    assert "1,000,000 tokens, up to $0.600000" in capsys.readouterr().out
+    monkeypatch.setenv("WORKBOOK_MODEL", "llama3")
+    budget.expect(2, tokens_each=30)
+    assert "price unknown (no price for model 'llama3'" in capsys.readouterr().out
+
+
 def test_a_child_process_counts_against_the_same_budget(real_backend):
     assert budget.used()["requests"] == 0
     code = "from helpers import budget; budget._update(requests=2)"
