@@ -188,7 +188,7 @@ def get_llm(
 # ---------------------------------------------------------------- demos that need the mock itself
 
 _lesson_settings: dict[str, Any] = {}  # the lesson's mock settings, for a demo mock started later
-_configured: set[int] = set()  # the demo mocks (by process id) that have the lesson's settings
+_configured: set[str] = set()  # the demo mocks (by address) that have the lesson's settings
 
 
 def lesson_mock(**settings: Any) -> MockHandle | None:
@@ -223,8 +223,8 @@ def mock_demo(needs: str) -> MockHandle:
 
 def _demo_mock() -> MockHandle:
     mock = get_mock()
-    if mock.process.pid not in _configured:
-        _configured.add(mock.process.pid)
+    if mock.base_url not in _configured:
+        _configured.add(mock.base_url)
         mock.configure(**_lesson_settings)
     return mock
 

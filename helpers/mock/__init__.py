@@ -23,7 +23,7 @@ show is in here: settings.py lists them all.
     ChatOpenAI(base_url=mock.base_url, api_key="mock", ...)
 """
 
-from helpers.mock.control import MockHandle, StatsTimeline, get_mock, record_stats, start_mock
+from helpers.mock.control import MockHandle, StatsTimeline, get_mock, record_stats, shared_environment, start_mock
 from helpers.mock.replies import count_prompt_tokens, count_tokens, reply_for, split_into_pieces
 from helpers.mock.server import request_key, roll
 from helpers.mock.settings import MockSettings
@@ -35,6 +35,7 @@ __all__ = [
     "count_prompt_tokens",
     "count_tokens",
     "get_mock",
+    "shared_environment",
     "record_stats",
     "reply_for",
     "request_key",

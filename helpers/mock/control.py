@@ -55,15 +55,20 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.
 class MockHandle:
     """A running mock server: its address, and calls to change and inspect it."""
 
-    process: subprocess.Popen
+    process: subprocess.Popen | None  # None: a mock another process started (WORKBOOK_MOCK_URL)
     base_url: str  # "http://127.0.0.1:PORT/v1"
-    log_path: Path  # the server's stderr
+    log_path: Path | None  # the server's stderr
+
+    @classmethod
+    def attached(cls, base_url: str) -> MockHandle:
+        """A handle on a mock that another process started and owns (it is never stopped from here)."""
+        return cls(None, base_url, None)
 
     def __repr__(self) -> str:
         return f"MockHandle(base_url={self.base_url!r}, running={self.running()})"
 
     def running(self) -> bool:
-        return self.process.poll() is None
+        return self.process is None or self.process.poll() is None
 
     def configure(self, **changes: Any) -> MockSettings:
         """Change some settings (e.g. ttft=0.1, rpm_limit=500); returns all settings now in force."""
@@ -109,6 +114,8 @@ class MockHandle:
     def stop(self) -> None:
         """Stop the server (closing its stdin makes it exit); safe to call twice."""
         atexit.unregister(self.stop)
+        if self.process is None:  # attached: its owner stops it
+            return
         if self.running():
             self.process.stdin.close()
             try:
@@ -167,13 +174,26 @@ _mock: MockHandle | None = None
 _mock_lock = threading.Lock()
 
 
+# Set in the worker processes (helpers.processes) and Ray workers (helpers.ray_jobs) of a job: they
+# send their requests to the mock of the process that started them, not to one of their own.
+SHARED_MOCK_ENV = "WORKBOOK_MOCK_URL"
+
+
 def get_mock() -> MockHandle:
-    """The process-wide mock server, started on first use (and again if it has died)."""
+    """The process-wide mock server, started on first use (and again if it has died).
+
+    In a worker whose environment holds WORKBOOK_MOCK_URL, a handle on that mock instead."""
     global _mock
     with _mock_lock:
         if _mock is None or not _mock.running():
-            _mock = start_mock()
+            shared = os.environ.get(SHARED_MOCK_ENV)
+            _mock = MockHandle.attached(shared) if shared else start_mock()
         return _mock
+
+
+def shared_environment() -> dict[str, str]:
+    """The environment a worker process needs to use this process's mock (started if need be)."""
+    return {SHARED_MOCK_ENV: get_mock().base_url}
 
 
 def _read_line(stream: Any, timeout: float) -> str:
