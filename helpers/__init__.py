@@ -10,6 +10,7 @@ Read these (what the lessons teach, and the tools a learner calls):
 | reports.py       | what the runners return (BatchReport, StreamEvent, ...) and readable errors |
 | usage.py         | token usage per input (UsageMeter), run totals, and their cost             |
 | prices.py        | the price table per model, with sources and date: edit it when prices change |
+| processes.py     | run_in_processes: one job as P worker processes, one results shard each, resumable |
 | batch_api.py     | the Batch API workflow: one result or error per input, split, resume, JSONL |
 | caching.py       | do not pay twice: SQLiteCache (an LLM cache in a file), one request per distinct input |
 | claims.py        | claim: print a conclusion as a checked verdict; interleaved medians       |

@@ -307,19 +307,18 @@ def _check_fsync(every: int | None, seconds: float | None) -> None:
         raise ValueError(f"fsync_seconds must be a finite number of seconds >= 0 (or None), got {seconds!r}")
 
 
-def read_jsonl_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records in a results file, in input order; the last record for an index wins."""
-    path = Path(path)
+def read_jsonl_results(path: str | os.PathLike[str] | list[str | os.PathLike[str]]) -> list[dict[str, Any]]:
+    """The records in a results file, in input order; the last record for an index wins.
+
+    A list of paths (the shards of one job, `helpers.processes`) is read as one file."""
     latest: dict[int, dict[str, Any]] = {}
-    bad: list[tuple[int, bytes]] = []
-    with open(path, "rb") as file:
-        for number, line in enumerate(file, start=1):
-            if not line.strip():
-                continue
-            record = parse_record(line)
-            if record is None:
-                bad.append((number, line))
-                continue
-            latest[record["index"]] = record
-    _warn_bad_lines(path, bad, "skipped")
+    for path in map(Path, path if isinstance(path, list) else [path]):
+        bad: list[tuple[int, bytes]] = []
+        with open(path, "rb") as file:
+            for number, line in enumerate(file, start=1):
+                if line.strip() and (record := parse_record(line)) is None:
+                    bad.append((number, line))
+                elif line.strip():
+                    latest[record["index"]] = record
+        _warn_bad_lines(path, bad, "skipped")
     return [latest[index] for index in sorted(latest)]
