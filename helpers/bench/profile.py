@@ -23,7 +23,7 @@ import pstats
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["PACKAGES", "SPLIT", "cprofile_lines", "cpu_by_package", "cpu_split"]
+__all__ = ["PACKAGES", "SPLIT", "LAYERS", "cprofile_lines", "cpu_by_package", "cpu_split", "cpu_layers"]
 
 
 def _short_path(filename: str) -> str:
@@ -160,3 +160,61 @@ def cpu_split(profile: cProfile.Profile) -> dict[str, float]:
     langchain = _entered(stats, owner_of, {_LANGCHAIN}) - _entered(stats, owner_of, set(_SDK), {_LANGCHAIN})
     langchain, sdk = max(0.0, min(langchain, total)), max(0.0, min(sdk, total - max(0.0, langchain)))
     return dict(zip(SPLIT, (langchain / total, sdk / total, max(0.0, total - langchain - sdk) / total)))
+
+
+# Layers, outermost first: a layer's inclusive time is counted where it is entered from outside it,
+# less the time in the inner layers it calls. The workbook's runner is this repository's code.
+LAYERS = ("runner (the workbook)", "LangChain", "openai SDK", "HTTP client", "the rest (event loop, ...)")
+_LAYER_LIBRARIES = {"LangChain": {"LangChain"}, "openai SDK": {"openai SDK"},
+                    "HTTP client": {"HTTP client (httpx2, httpcore2, anyio, h11, or aiohttp)"}}
+
+
+def _layer_of(filename: str) -> str:
+    """The LAYERS name of a profiled file's code (the standard library and built-ins: the rest)."""
+    if "site-packages/" not in filename and "/helpers/" in filename:
+        return LAYERS[0]
+    library = _library_of(filename)
+    return next((layer for layer, names in _LAYER_LIBRARIES.items() if library in names), LAYERS[-1])
+
+
+def _entered_layer(stats: dict, owner_of: Callable, layer: str, from_: str | None = None) -> float:
+    """Inclusive time of `layer`'s functions on each entry from outside it (or from the layer `from_`)."""
+    time = 0.0
+    for key, (_, _, _, cumulative, callers) in stats.items():
+        if _layer_of(key[0]) != layer:
+            continue
+        if not callers and from_ is None:
+            time += cumulative
+        for caller, (_, _, _, edge_cumulative) in callers.items():
+            owners = owner_of(caller)
+            caller_layer = {_layer_of(caller[0])} if _library_of(caller[0]) != _UNOWNED else None
+            share = _share_in_layer(owners, caller, from_ or layer, caller_layer)
+            time += edge_cumulative * (share if from_ else 1 - share)
+    return time
+
+
+def _share_in_layer(owners: dict[str, float], caller: tuple, layer: str, caller_layer: set[str] | None) -> float:
+    """How much of `caller` belongs to `layer` (a standard-library caller: by who called it)."""
+    if caller_layer is not None:
+        return 1.0 if layer in caller_layer else 0.0
+    if layer == LAYERS[0]:
+        return 0.0  # the workbook's code is never reached through the standard library alone
+    return sum(owners.get(name, 0.0) for name in _LAYER_LIBRARIES.get(layer, ()))
+
+
+def cpu_layers(profile: cProfile.Profile) -> dict[str, float]:
+    """The profiled busy time split over LAYERS by inclusive time (what a layer costs with all it
+    calls, less the inner layers it calls); shares add up to 1. The event loop's waits are left out."""
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    owner_of = _owners(stats)
+    idle = sum(entry[2] for key, entry in stats.items() if key[0] == "~" and "'poll' of 'select." in key[2])
+    total = sum(entry[2] for entry in stats.values()) - idle or 1.0
+    inner = list(LAYERS[:-1])
+    own = {}
+    for depth, layer in enumerate(inner):
+        entered = _entered_layer(stats, owner_of, layer)
+        calls_inward = sum(_entered_layer(stats, owner_of, deeper, layer) for deeper in inner[depth + 1:])
+        own[layer] = max(0.0, entered - calls_inward)
+    scale = min(1.0, total / sum(own.values())) if sum(own.values()) else 1.0
+    shares = {layer: time * scale / total for layer, time in own.items()}
+    return {**shares, LAYERS[-1]: max(0.0, 1.0 - sum(shares.values()))}
