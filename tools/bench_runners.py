@@ -43,9 +43,16 @@ that held a request from the first request's start to the last one's *start*
 (`helpers.metrics.slots_busy_while_refilling`, from each request's start and end), which a perfect
 runner keeps at 100 % whatever n.
 
+After the matrix, in the same run and against the same mock, come lesson 08's sections
+(tools/bench_scale_out.py): "levers" (CPU per request of each lever that keeps a LangChain chain,
+the CPU per layer, Little's law at latency 1 s and C = 100 with no jitter), "scale" (10,000 inputs at
+C = 1,000: chain.abatch, run_tracked on aiohttp, run_in_processes at P = 1 and 2, with requests per
+CPU-second) and "ray" (Ray Data's HTTP processor against the workbook's runner inside Ray). `--cases`
+picks among latency, cpu, memory, levers, scale and ray.
+
 The machine is shared and noisy: compare ratios within one run, and read the medians.
 
-    .venv/bin/python tools/bench_runners.py                    # the default matrix (~12 min here)
+    .venv/bin/python tools/bench_runners.py                    # the default matrix (~30 min here)
     .venv/bin/python tools/bench_runners.py --quick            # a smaller matrix (~3 min)
     .venv/bin/python tools/bench_runners.py --update-readme    # also rewrite README's Performance section
     .venv/bin/python tools/bench_runners.py --profile          # where the client's CPU goes (cProfile)
@@ -81,6 +88,8 @@ sys.path.insert(0, str(REPO))
 from helpers.bench import CLIENTS, RUNNERS, latency_settings, measure, prepare_fresh_processes  # noqa: E402
 from helpers.metrics import littles_law_throughput  # noqa: E402
 from helpers.mock import start_mock  # noqa: E402
+
+import bench_scale_out  # noqa: E402  (tools/, beside this script)
 
 README = REPO / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -458,6 +467,7 @@ def markdown(plan: list[Group], summaries: list[dict[str, Any]], checks: list[di
                 f"| {_num(s['ideal'], '{:,.0f}')} | {_num(s['efficiency'], '{:.0%}')} "
                 f"| {_num(s.get('slots_busy'), '{:.1%}')} | {_num(s['vs_abatch'], '{:.2f}')} | {_num(s['cpu_ms_per_request'], '{:.2f}')} | {rss} "
                 f"| {_num(s['peak_traced_mb'])} | {_num(s['connections_opened'], '{:,.0f}')} | {s['runs']} |")
+    lines += bench_scale_out.markdown(info.get("scale_out", {}))
     lines += ["", "**Budget** (from this run)", ""]
     for check in checks:
         lines.append(f"- {'met' if check['met'] else 'NOT met'}: {check['target']}: {check['figure']}")
@@ -555,7 +565,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smaller matrix (~3 min): fewer inputs, 1 run each")
-    parser.add_argument("--cases", default="latency,cpu,memory", help="which cases (comma-separated)")
+    parser.add_argument("--cases", default="latency,cpu,memory,levers,scale,ray",
+                        help="which cases (comma-separated; levers, scale and ray are lesson 08's)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of the repeated cells (default 3)")
     parser.add_argument("--latency", type=float, default=1.0, help="latency-bound case: mock latency, s")
     parser.add_argument("--latency-n", type=int, default=500)
@@ -574,8 +585,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile-n", type=int, default=1000)
     parser.add_argument("--from-json", metavar="PATH", help="measure nothing: render results.md (and README with "
                         "--update-readme) again from a results.json this script wrote")
+    bench_scale_out.add_arguments(parser)
     if "--quick" in (argv if argv is not None else sys.argv[1:]):  # smaller defaults; explicit flags still win
-        parser.set_defaults(repeats=1, latency=0.5, latency_n=200, cpu_n=1000, memory_n="1000,5000")
+        parser.set_defaults(repeats=1, latency=0.5, latency_n=200, cpu_n=1000, memory_n="1000,5000", scale_n=2000)
     return parser.parse_args(argv)
 
 
@@ -612,6 +624,7 @@ def main(argv: list[str] | None = None) -> None:
             second_mock = start_mock()  # the background lane's own mock, with its own settings and counters
             print(f"A second lane (the largest memory cell) uses the mock at {second_mock.base_url}", flush=True)
         run_plan(plan, mock, second_mock)
+        info["scale_out"] = bench_scale_out.measure_sections(args, mock)  # same run, same mock: the ratios hold
     finally:
         mock.stop()
         if second_mock is not None:
@@ -629,7 +642,7 @@ def write_results(plan: list[Group], info: dict[str, Any], args: argparse.Namesp
     for group in plan:
         group.summaries = summarise(group, args.rpm_limit)
         summaries += group.summaries
-    checks = budget(summaries, plan, args)
+    checks = budget(summaries, plan, args) + bench_scale_out.checks(info.get("scale_out", {}))
     text = markdown(plan, summaries, checks, info)
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps(
@@ -658,6 +671,7 @@ def render_saved(path: Path, out: Path, update: bool) -> None:
         plan.append(group)
     args = argparse.Namespace(**saved["args"])
     info = {key: saved[key] for key in ("command", "date", "machine", "rpm_limit", "args", "duration_s", "load_after")}
+    info["scale_out"] = saved.get("scale_out", {})
     write_results(plan, info, args, out, update)
 
 
