@@ -110,7 +110,7 @@ class ProcessJobSummary(_Readable):
                        ("written", f"{self.written}: {self.ok} ok, {self.failed} failed"),
                        ("skipped", f"{self.skipped} already in the shards"),
                        ("throughput", f"{self.throughput:.1f} req/s"),
-                       ("client CPU", f"{self.cpu_seconds:.2f} s: {self.requests_per_cpu_second:.0f} req per CPU-second"),
+                       ("client CPU", f"{self.cpu_seconds:.2f} s: {self.requests_per_cpu_second:.0f} req/s per CPU core"),
                        ("per process", [f"{p.path.name}: {p.written} written, peak {p.peak_in_flight} in flight"
                                         for p in self.parts])])
 

@@ -18,15 +18,16 @@ not only for the right one.
 | lesson05.py | 05 performance comparison     | check_knee, check_predicted_throughput                              |
 | lesson06.py | 06 reliability                | check_retry_rule, check_tier_limiter, check_finish                  |
 | lesson07.py | 07 cost and the Batch API     | check_cost_estimate, check_mode_choice, check_collect_rows          |
+| lesson08.py | 08 scale out                  | check_concurrency_needed, check_shard                               |
 
 Every `check_*` function of the lesson modules is importable from here.
 """
 
-from helpers.checks import lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07
+from helpers.checks import lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson08
 from helpers.checks.common import ExerciseFailed
 
 # Every `check_*` function of the lesson modules, importable from here.
-_CHECKS = {name: value for module in (lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07)
+_CHECKS = {name: value for module in (lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson08)
            for name, value in vars(module).items() if name.startswith("check_") and callable(value)}
 globals().update(_CHECKS)
 __all__ = ["ExerciseFailed", *sorted(_CHECKS)]
