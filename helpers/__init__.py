@@ -11,6 +11,8 @@ Read these (what the lessons teach, and the tools a learner calls):
 | usage.py         | token usage per input (UsageMeter), run totals, and their cost             |
 | prices.py        | the price table per model, with sources and date: edit it when prices change |
 | processes.py     | run_in_processes: one job as P worker processes, one results shard each, resumable |
+| ray_jobs.py      | Ray Data: a local cluster, its HTTP processor, and the workbook's runner inside Ray |
+| sizing.py        | size a real job on paper: concurrency, CPU, processes, machines, time and cost |
 | batch_api.py     | the Batch API workflow: one result or error per input, split, resume, JSONL |
 | caching.py       | do not pay twice: SQLiteCache (an LLM cache in a file), one request per distinct input |
 | claims.py        | claim: print a conclusion as a checked verdict; interleaved medians       |
@@ -41,11 +43,14 @@ Backstage (machinery: you need not read these to follow the lessons):
 |   control.py     | get_mock, MockHandle (configure, stats, temporarily), record_stats         |
 | checks/          | the exercise checks, one module per lesson (`from helpers.checks import check_...`) |
 |   common.py      | what the checks share: ExerciseFailed, calling the learner's code          |
-|   lesson01.py ... lesson07.py | the checks of each lesson                                     |
-| bench/           | the measuring harness that lessons 04 and 05 and `make bench` call         |
+|   lesson01.py ... lesson08.py | the checks of each lesson                                     |
+| bench/           | the measuring harness that lessons 04, 05 and 08 and `make bench` call     |
 |   runners.py     | every way to push n inputs through a chain that the workbook compares      |
 |   measure.py     | run_once, and measure in a fresh process                                   |
-|   profile.py     | where the client's CPU goes, per library                                   |
+|   profile.py     | where the client's CPU goes, per library and per layer                     |
+|   levers.py      | lesson 08's levers: CPU per request of each way to keep a LangChain chain  |
+|   scale.py       | the CPU-bound case: P worker processes against chain.abatch                |
+|   ray_bench.py   | Ray Data's HTTP processor against the workbook's runner inside Ray         |
 
 Scripts that are neither lessons nor tests (the `make bench` driver, the rate-limit and mock
 benchmarks, the learner-copy tool) live in the repository's `tools/` folder.
