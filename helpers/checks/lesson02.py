@@ -26,8 +26,8 @@ from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 
 from helpers.backend import DEFAULT_MODEL, make_chain
-from helpers.checks.common import (FAULT_FREE, SENTENCES_TEMPLATE, call_learner, fail, long_answer_topics,
-                                   passed, peak_overlap, require_async)
+from helpers.checks.common import (FAULT_FREE, SENTENCES_TEMPLATE, ExerciseFailed, call_learner, fail,
+                                   long_answer_topics, passed, peak_overlap, require_async)
 from helpers.metrics import is_number
 from helpers.mock import MockHandle, reply_for, start_mock
 
@@ -214,6 +214,24 @@ def _shape_of_ttfts(result: Any, n: int) -> list[float]:
 async def check_ttft_per_input(ttft_per_input: Callable[..., Any], *, n: int = 8, concurrency: int = 4) -> None:
     """Exercise 02-2: each input's wait for its first token event, queueing included, with n > concurrency."""
     require_async(ttft_per_input, "read the stream with `async for`")
+    # The figures are timings: a machine that stalls for a moment can push a right answer past a
+    # margin once. A wrong one fails every time, so a timing verdict is only given after a second run.
+    for attempt in (1, 2):
+        yours, starts, waits, ttfts, streaming = await _time_ttfts(ttft_per_input, n, concurrency)
+        try:
+            queued = _judge_ttfts(yours, starts, waits, ttfts, streaming)
+            break
+        except ExerciseFailed:
+            if attempt == 2:
+                raise
+    passed(f"each input's wait for its first token, queueing included: median {statistics.median(yours):.3f} s. "
+           f"The inputs that waited for a free worker waited "
+           f"{statistics.median(yours[i] for i in queued):.3f} s for theirs, though their own TTFT was only "
+           f"{statistics.median(ttfts[i] for i in queued):.3f} s.")
+
+
+async def _time_ttfts(ttft_per_input: Callable[..., Any], n: int, concurrency: int) -> tuple[list[float], ...]:
+    """Run the learner's function once on a private mock: its figures, and the client's own timings."""
     timer = _TimesByPrompt()
     mock = start_mock(speed=3, **FAULT_FREE)  # its own, so a learner's mock settings change nothing here
     try:
@@ -238,11 +256,7 @@ async def check_ttft_per_input(ttft_per_input: Callable[..., Any], *, n: int = 8
     waits = [call[1] - t0 for call in calls]  # when its first token reached the client
     ttfts = [call[1] - call[0] for call in calls]
     streaming = [call[2] - call[1] for call in calls]  # from its first token to its last
-    queued = _judge_ttfts(yours, starts, waits, ttfts, streaming)
-    passed(f"each input's wait for its first token, queueing included: median {statistics.median(yours):.3f} s. "
-           f"The inputs that waited for a free worker waited "
-           f"{statistics.median(yours[i] for i in queued):.3f} s for theirs, though their own TTFT was only "
-           f"{statistics.median(ttfts[i] for i in queued):.3f} s.")
+    return yours, starts, waits, ttfts, streaming
 
 
 def _judge_ttfts(yours: list[float], starts: list[float], waits: list[float], ttfts: list[float],
