@@ -16,7 +16,16 @@ from helpers.mock import reply_for, split_into_pieces
 
 
 class ExerciseFailed(AssertionError):
-    """Raised by a check with a hint for the learner."""
+    """Raised by a check with a hint for the learner.
+
+    In a notebook it shows as one red line, the hint, and no traceback: the traceback would run through
+    the checker's source and show its later hints. IPython asks the exception how to show itself
+    (`_render_traceback_`). The cell still fails, so Run All's `raises-exception` tag and nbgrader's
+    autograder (an error output scores 0) see the failure.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[31m✗ {self}\x1b[0m"]
 
 
 def fail(hint: str) -> NoReturn:
@@ -28,7 +37,13 @@ def passed(message: str) -> None:
     print(f"✓ Passed: {message}")
 
 
-NOT_DONE = "Not solved yet: replace `raise NotImplementedError()` with your code, run that cell, then this one."
+NOT_DONE = "Not solved yet: replace `raise NotImplementedError(...)` with your code, run that cell, then this one."
+
+
+def not_done(placeholder: NotImplementedError) -> ExerciseFailed:
+    """The failure for an unsolved exercise, with the placeholder's own hint ("Write ...") when it has one."""
+    hint = str(placeholder).strip()
+    return ExerciseFailed(f"{NOT_DONE} {hint}" if hint else NOT_DONE)
 
 # Mock settings with no fault and no rate limit, for checks that need every request to succeed.
 FAULT_FREE = {"error_rate": 0.0, "hang_rate": 0.0, "drop_rate": 0.0, "rpm_limit": 0, "tpm_limit": 0}
@@ -44,16 +59,16 @@ async def call_learner(function: Callable[..., Any], *args: Any) -> Any:
     """Await the learner's function; an unsolved exercise becomes a clear ExerciseFailed."""
     try:
         return await function(*args)
-    except NotImplementedError:
-        raise ExerciseFailed(NOT_DONE) from None
+    except NotImplementedError as placeholder:
+        raise not_done(placeholder) from None
 
 
 def call_sync(function: Callable[..., Any], *args: Any) -> Any:
     """Call the learner's (non-async) function; an unsolved exercise becomes a clear ExerciseFailed."""
     try:
         return function(*args)
-    except NotImplementedError:
-        raise ExerciseFailed(NOT_DONE) from None
+    except NotImplementedError as placeholder:
+        raise not_done(placeholder) from None
 
 
 def peak_overlap(intervals: list[tuple[float, float]]) -> int:

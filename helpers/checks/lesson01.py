@@ -28,7 +28,7 @@ from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 
 from helpers.backend import DEFAULT_MODEL, make_chain, translation_chain
-from helpers.checks.common import (FAULT_FREE, NOT_DONE, call_learner, call_sync, fail, passed, peak_overlap,
+from helpers.checks.common import (FAULT_FREE, call_learner, call_sync, fail, passed, peak_overlap,
                                    require_async)
 from helpers.metrics import is_number
 from helpers.mock import MockHandle, reply_for, start_mock

@@ -25,8 +25,8 @@ from langchain_core.tracers.context import register_configure_hook
 from langchain_openai import ChatOpenAI
 
 from helpers.backend import DEFAULT_MODEL, SEED_PROMPTS, routed_to, translation_chain
-from helpers.checks.common import (FAULT_FREE, NOT_DONE, SENTENCES_TEMPLATE, ExerciseFailed, call_learner, fail,
-                                   long_answer_topics, passed, require_async)
+from helpers.checks.common import (FAULT_FREE, SENTENCES_TEMPLATE, call_learner, fail,
+                                   long_answer_topics, not_done, passed, require_async)
 from helpers.metrics import LatencyStats, is_number, percentile, slots_busy_while_refilling
 from helpers.mock import MockHandle, request_key, roll, start_mock
 from helpers.runners import BatchReport, run_tracked
@@ -101,8 +101,8 @@ async def _stragglers_of(find_stragglers: Callable[..., Any], report: BatchRepor
     try:
         result = find_stragglers(report, factor=factor)
         result = await result if inspect.isawaitable(result) else result
-    except NotImplementedError:
-        raise ExerciseFailed(NOT_DONE) from None
+    except NotImplementedError as placeholder:
+        raise not_done(placeholder) from None
     if result is None:
         fail("Your function returned None: return the list of indices.")
     result = list(result)
@@ -268,8 +268,8 @@ async def _run_learner(run_workers: Callable[..., Any], script: _Script, inputs:
     result, error = None, None
     try:
         result = await asyncio.wait_for(run_workers(script.chain, inputs, workers), patience)
-    except NotImplementedError:
-        raise ExerciseFailed(NOT_DONE) from None
+    except NotImplementedError as placeholder:
+        raise not_done(placeholder) from None
     except TimeoutError:
         fail(f"Your function did not return within {patience:g} s: a worker waits forever for more work "
              "(an `await queue.get()` on an empty queue?). Let each worker stop when the iterator is empty.")

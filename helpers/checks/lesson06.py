@@ -24,7 +24,7 @@ from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 
 from helpers.backend import DEFAULT_MODEL
-from helpers.checks.common import FAULT_FREE, NOT_DONE, call_learner, call_sync, fail, passed, require_async
+from helpers.checks.common import FAULT_FREE, call_learner, call_sync, fail, not_done, passed, require_async
 from helpers.mock import MockHandle, start_mock
 from helpers.reliability import TokenRateLimiter
 from helpers.reports import Failure
@@ -119,8 +119,8 @@ def _judge_rule(should_retry: Callable[[BaseException], Any], errors: dict[str, 
     for label, error in errors.items():
         try:
             answer = should_retry(error)
-        except NotImplementedError:
-            fail(NOT_DONE)
+        except NotImplementedError as placeholder:
+            raise not_done(placeholder) from None
         except Exception as exc:
             fail(f"should_retry raised {type(exc).__name__}: {exc} (for a {label}); it must return True or False.")
         if not isinstance(answer, bool):
