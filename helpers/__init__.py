@@ -22,6 +22,7 @@ Read these (what the lessons teach, and the tools a learner calls):
 | budget.py        | the request budget on a real backend: counted per attempt, estimates first |
 | plots.py         | the notebooks' figures                                                     |
 | stream_board.py  | StreamBoard: many streams shown one line each                              |
+| progress_bars.py | tqdm.auto's bar, whose saved text shows how it ended, not "0%"             |
 | seed_tutorial.py | the seed tutorial's code, bugs included, to run and measure                |
 
 Backstage (machinery: you need not read these to follow the lessons):
@@ -53,5 +54,5 @@ Backstage (machinery: you need not read these to follow the lessons):
 |   ray_bench.py   | Ray Data's HTTP processor against the workbook's runner inside Ray         |
 
 Scripts that are neither lessons nor tests (the `make bench` driver, the rate-limit and mock
-benchmarks, the learner-copy tool) live in the repository's `tools/` folder.
+benchmarks, the hand-out builder) live in the repository's `tools/` folder.
 """

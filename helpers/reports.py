@@ -24,9 +24,8 @@ from typing import Any, Literal
 
 from collections.abc import Awaitable, Mapping
 
-from tqdm.auto import tqdm
-
 from .metrics import LatencyStats, StreamingStats, format_seconds, mean_in_flight
+from .progress_bars import tqdm  # tqdm.auto's, whose saved text (an unrun notebook's) is the final bar
 from .reliability import _is_out_of_quota, is_retryable
 from .usage import InputUsage, UsageTotals
 
