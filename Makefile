@@ -18,7 +18,7 @@ help:
 	@echo "make test     unit tests + strict nbval over every notebook"
 	@echo "make run      execute every notebook headless, write HTML to $(BUILD)/html"
 	@echo "make execute  re-execute every notebook in place (refreshes stored outputs)"
-	@echo "make student  write learner copies (solutions removed) to student/"
+	@echo "make student  write the hand-out (learner copies, solutions removed) to student/ and $(BUILD)/student.zip"
 	@echo "make bench    benchmark every batch runner (~12 min; BENCH_ARGS=--quick for ~3 min),"
 	@echo "              write $(BUILD)/bench/results.md and .json and README's Performance section"
 	@echo "make costs    run every notebook on a second OpenAI-compatible server (not the mock) and write"
@@ -34,9 +34,14 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Jupyter refuses to start as root unless told; containers and classroom VMs often run as root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
+# The repository root is served, so the README and the notebooks' links to it work; lesson 01 opens
+# first, and .jupyter/lab-settings/overrides.json turns JupyterLab's news and update prompt off.
+FIRST  := notebooks/01_basic_abatch.ipynb
+LAB    := $(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) --notebook-dir=. \
+          --LabApp.default_url=/lab/tree/$(FIRST) --LabApp.app_settings_dir=$(CURDIR)/.jupyter/lab-settings $(ALLOW_ROOT)
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) --notebook-dir=notebooks $(ALLOW_ROOT)
+	$(LAB)
 
 test: $(STAMP)
 	WORKBOOK_BACKEND=mock $(PY) -m pytest $(NBVAL) $(PYTEST_ARGS)
@@ -51,7 +56,7 @@ execute: $(STAMP)
 		--ExecutePreprocessor.timeout=300 $(NOTEBOOKS)
 
 student: $(STAMP)
-	$(PY) tools/student.py learner --out student $(NOTEBOOKS)
+	$(PY) tools/student.py handout --out student --archive $(BUILD)/student.zip
 
 # Extra benchmark arguments, e.g. `make bench BENCH_ARGS=--quick` (a --quick run leaves README alone).
 BENCH_ARGS ?=
