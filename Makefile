@@ -44,7 +44,7 @@ lab: $(STAMP)
 	$(LAB)
 
 test: $(STAMP)
-	WORKBOOK_BACKEND=mock $(PY) -m pytest $(NBVAL) $(PYTEST_ARGS)
+	WORKBOOK_BACKEND=mock $(PY) -m pytest $(NBVAL) --durations=15 $(PYTEST_ARGS)
 
 run: $(STAMP)
 	mkdir -p $(BUILD)/html
