@@ -101,7 +101,7 @@ def placeholder(indent: str, hint: str) -> list[str]:
 def _pop_hint(out: list[str]) -> str:
     """Take the `# Hint:` comment (and its continuation lines) off the end of `out`; '' if none."""
     end = len(out)
-    while end and out[end - 1].strip().startswith(HINT_MORE.strip()) and not out[end - 1].strip().startswith(HINT):
+    while end and out[end - 1].lstrip().startswith(HINT_MORE):
         end -= 1
     if not end or not out[end - 1].strip().startswith(HINT):
         return ""
